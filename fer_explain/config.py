@@ -61,7 +61,7 @@ class Preprocessing:
     grayscale: bool = True  # trained on gray faces: colour photos are converted to gray first
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    crop_margin: float = 0.25  # face box enlarged by this fraction per side, FER2013-like framing
+    crop_margin: float = 0.1  # face box enlarged by this per side: FER2013-like framing (docs/face_detector.md)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
