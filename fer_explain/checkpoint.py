@@ -103,7 +103,10 @@ def load_checkpoint(spec: str | Path, device: str | torch.device = "cpu") -> Che
         raise UserError(f"{path}: model config or preprocessing is invalid ({e})") from None
     if list(config.classes) != list(meta.get("classes", config.classes)):
         raise UserError(f"{path}: config classes {list(config.classes)} do not match the stored classes {meta['classes']}")
-    model = build_model(config)
+    try:
+        model = build_model(config)
+    except ValueError as e:  # e.g. a backbone this version does not know
+        raise UserError(f"{path}: cannot build the model its config describes ({e})") from None
     try:
         from safetensors.torch import load_file
         state = load_file(str(path))

@@ -1,0 +1,160 @@
+"""`python -m fer_explain evaluate`: a checkpoint's accuracy, per-class metrics and confusion matrix on a data split.
+
+Images stay uint8 until each batch is transformed on the device (fer_explain.transforms.eval_transform), so memory
+holds 48x48 bytes, not 224x224 floats. Inference runs under `torch.inference_mode` in channels_last layout (the
+fast path of oneDNN on CPU and of cuDNN on GPU), with bf16 autocast on CUDA.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fer_explain.classes import CLASSES
+from fer_explain.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint .safetensors, run directory, or hf://owner/repo/file")
+    parser.add_argument("--data", required=True, help="dataset folder")
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--data-format", default="auto", help="dataset layout (default: auto-detect)")
+    parser.add_argument("--json", type=Path, help="write the metrics and run details to this JSON file")
+    parser.add_argument("--out", type=Path, help="folder for metrics.json and confusion_matrix.png")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per batch (default: 256 on CUDA, 32 on CPU)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped image")
+
+
+def resolve_device(name: str):
+    import torch
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def predict_probabilities(model, dataset, preprocessing, device, batch_size: int = 256, flip_tta: bool = False,
+                          progress: bool = True) -> np.ndarray:
+    """Softmax probabilities (N, num_classes) float32 for every image of `dataset`, in its order.
+
+    The model is moved to `device`, put in eval mode and converted to channels_last in place."""
+    import torch
+    from torchvision.transforms.v2.functional import rgb_to_grayscale
+    from tqdm import tqdm
+
+    from fer_explain.transforms import eval_transform
+
+    device = torch.device(device)
+    on_cuda = device.type == "cuda"
+    model = model.to(device).eval().to(memory_format=torch.channels_last)
+    images = dataset.images
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    out = np.empty((len(images), model.config.num_classes), dtype=np.float32)
+    with torch.inference_mode(), tqdm(total=len(images), desc="evaluate", unit="img", disable=not progress,
+                                      file=sys.stderr) as bar:
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size].to(device, non_blocking=True)
+            if preprocessing.grayscale and batch.shape[1] == 3:  # trained on gray faces: match that on colour data
+                batch = rgb_to_grayscale(batch)
+            x = eval_transform(batch, preprocessing).contiguous(memory_format=torch.channels_last)
+            views = [x, x.flip(-1)] if flip_tta else [x]
+            probs = 0
+            for view in views:
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
+                    probs = probs + model(view).float().softmax(-1)
+            out[start:start + len(batch)] = (probs / len(views)).cpu().numpy()
+            bar.update(len(batch))
+    return out
+
+
+def _load(args, device):
+    from fer_explain.checkpoint import load_checkpoint
+    from fer_explain.data import load_split
+
+    try:
+        ckpt = load_checkpoint(args.checkpoint, device)
+    except ValueError as e:  # e.g. an unknown backbone name in the stored config
+        raise UserError(f"{args.checkpoint}: cannot build the model from its config ({e})") from None
+    if tuple(ckpt.config.classes) != CLASSES:
+        raise UserError(f"{ckpt.path}: its classes {list(ckpt.config.classes)} are not this project's "
+                        f"{list(CLASSES)} (same names, same order)")
+    dataset = load_split(args.data, args.split, args.data_format)
+    if len(dataset) == 0:
+        raise UserError(f"no images in split {args.split!r} of {args.data}")
+    return ckpt, dataset
+
+
+def run(args) -> int:
+    import torch
+
+    from fer_explain.confusion_plot import save_confusion_png
+    from fer_explain.metrics import compute_metrics, format_metrics
+
+    device = resolve_device(args.device)
+    batch_size = args.batch_size if args.batch_size is not None else (256 if device.type == "cuda" else 32)
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    ckpt, dataset = _load(args, device)
+    if dataset.skipped:
+        shown = "; ".join(f"{f} ({r})" for f, r in dataset.skipped[:5])
+        more = f" and {len(dataset.skipped) - 5} more" if len(dataset.skipped) > 5 else ""
+        print(f"skipped {len(dataset.skipped)} unreadable files: {shown}{more}", file=sys.stderr)
+
+    start = time.perf_counter()
+    probs = predict_probabilities(ckpt.model, dataset, ckpt.preprocessing, device, batch_size, args.flip_tta)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+
+    metrics = compute_metrics(dataset.labels.cpu().numpy(), probs.argmax(1), CLASSES)
+    print(f"{ckpt.path.name} on {dataset.source} split {args.split!r}: {len(dataset)} images in {seconds:.1f} s "
+          f"({len(dataset) / seconds:.1f} images/s, {device.type}{', flip TTA' if args.flip_tta else ''})")
+    if metrics["missing_classes"]:
+        print(f"note: the data has no {', '.join(metrics['missing_classes'])} images; macro and mean-class "
+              f"metrics are over the {len(metrics['evaluated_classes'])} classes it has")
+    print(format_metrics(metrics))
+
+    record = {
+        **metrics,
+        "checkpoint": str(ckpt.path), "checkpoint_sha256": file_sha256(ckpt.path),
+        "model_config": ckpt.config.to_dict(),
+        "data": str(args.data), "data_source": dataset.source, "split": args.split,
+        "data_fingerprint": dataset.fingerprint(),
+        "skipped": [{"file": str(f), "reason": str(r)} for f, r in dataset.skipped], "n_skipped": len(dataset.skipped),
+        "flip_tta": bool(args.flip_tta), "batch_size": batch_size, "device": str(device),
+        "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+        "seconds": round(seconds, 3), "images_per_s": round(len(dataset) / seconds, 2),
+    }
+    text = json.dumps(record, indent=2)
+    written = []
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+        written.append(args.json)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "metrics.json").write_text(text + "\n")
+        title = f"{ckpt.path.name} - {args.split} ({len(dataset)} images, accuracy {100 * metrics['accuracy']:.1f}%)"
+        written += [args.out / "metrics.json",
+                    save_confusion_png(args.out / "confusion_matrix.png", metrics["confusion_matrix"], CLASSES, title)]
+    for path in written:
+        print(f"wrote {path}")
+    return 0
