@@ -1,0 +1,103 @@
+"""`python -m fer_explain explain IMAGE`: explanation panels and a JSON record for every face in one image.
+
+Writes into --out: `face_<i>.png` (crop, overlays, token-saliency grid, probabilities), `annotated.png` (boxes and
+labels on the photo) and `explanation.json` = {"faces": [...], "notices": [...], "checkpoint": ..., "target": ...},
+where each face carries its box, label, probabilities, the 7x7 grids (before upsampling) and faithfulness scores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from fer_explain.classes import CLASSES, canonical_class
+from fer_explain.errors import UserError
+
+DEFAULT_METHODS = ("spatial_attention", "token_saliency", "gradcam")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", metavar="IMAGE", help="a photo (faces are detected in it)")
+    parser.add_argument("--checkpoint", help="model .safetensors, run dir or hf://owner/repo/file "
+                                             "(default: the Bi-LSTM checkpoint in checkpoints/)")
+    parser.add_argument("--target", help="class to explain (default: each face's predicted class); "
+                                          f"one of {', '.join(CLASSES)}")
+    parser.add_argument("--whole-image", action="store_true", help="when no face is found, explain the whole image")
+    parser.add_argument("--max-faces", type=int, default=20, help="faces kept (the largest)")
+    parser.add_argument("--out", help="output folder (default: explanations/<image name>)")
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="METHOD",
+                        help=f"explanations to compute (default: {' '.join(DEFAULT_METHODS)}; "
+                             "also token_occlusion, gradcam++)")
+    parser.add_argument("--no-faithfulness", action="store_true", help="skip the deletion/insertion scores")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def parse_target(target: str | None, classes=CLASSES) -> str | None:
+    """A class name (synonyms allowed: "happiness", "angry") or None/"predicted" for each face's own prediction."""
+    if target is None or target.strip().lower() in ("", "predicted"):
+        return None
+    name = canonical_class(target)
+    if name is None or name not in classes:
+        raise UserError(f"unknown --target {target!r}; expected one of: {', '.join(classes)} (or 'predicted')")
+    return name
+
+
+def compact_json(value) -> str:
+    """Indented JSON with each innermost list of numbers on one line (a 7x7 grid reads as 7 rows)."""
+    text = json.dumps(value, indent=2)
+    return re.sub(r"\[\s*([-0-9.eE+,\s]+?)\s*\]",
+                  lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+
+
+def _save_png(array, path: Path) -> None:
+    import numpy as np
+    import PIL.Image
+    PIL.Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
+
+
+def run(args) -> int:
+    from fer_explain.image_io import load_image
+    from fer_explain.pipeline import analyze_image, default_checkpoint, explanation_record
+
+    # every check on the user's input before torch and the model load, so mistakes fail fast
+    target = parse_target(args.target)
+    if args.max_faces < 1:
+        raise UserError("--max-faces must be at least 1")
+    image = load_image(args.image)
+    out = Path(args.out) if args.out else Path("explanations") / Path(args.image).stem
+    checkpoint = args.checkpoint or default_checkpoint()
+
+    from fer_explain.explain import EXPLAINERS
+    from fer_explain.predictor import Predictor
+    from fer_explain.render import annotate_image, explanation_panel
+    unknown = [m for m in args.methods if m not in EXPLAINERS]
+    if unknown:
+        raise UserError(f"unknown --methods {', '.join(unknown)}; expected some of: {', '.join(EXPLAINERS)}")
+    predictor = Predictor(checkpoint, device=args.device)
+
+    result = analyze_image(predictor, image, whole_image=args.whole_image, max_faces=args.max_faces)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for face in result.faces:
+        explanation = predictor.explain(face.prediction, target=target, methods=tuple(args.methods),
+                                        faithfulness=not args.no_faithfulness)
+        records.append(explanation_record(face, explanation, predictor.classes))
+        _save_png(explanation_panel(face.crop.display, face.prediction, explanation, predictor.classes),
+                  out / f"face_{face.index}.png")
+    boxed = [f for f in result.faces if f.crop.box is not None]  # a whole-image face has no box to draw
+    labels = [f"{f.prediction.label} {float(f.prediction.probabilities[f.prediction.label_index]):.2f}" for f in boxed]
+    _save_png(annotate_image(result.image, [f.crop.box for f in boxed], labels), out / "annotated.png")
+    report = {"faces": records, "notices": result.notices, "checkpoint": str(checkpoint),
+              "model": getattr(predictor, "name", None), "target": target or "predicted",
+              "methods": list(args.methods), "image": str(args.image)}
+    (out / "explanation.json").write_text(compact_json(report) + "\n")
+
+    for notice in result.notices:
+        print(notice, file=sys.stderr)
+    for record in records:
+        print(f"face {record['face']}: {record['label']} {record['score']:.2f} "
+              f"(explained: {record['target']})", file=sys.stderr)
+    print(f"wrote {len(records)} face panels, annotated.png and explanation.json to {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,216 @@
+"""`python -m fer_explain predict PATH...`: the emotion of every face in images, folders (recursive) and videos.
+
+One row per face: file, frame, time_s (videos only), face, box ("x0 y0 x1 y1"), label, score (top probability),
+one probability per class, note. An image without a face gives one row with an empty box/label and a note. Videos are
+sampled every N-th frame; with --out, each video also gets an emotion-timeline PNG beside the output. Bad files are
+skipped and listed at the end on stderr; the exit code is non-zero only when nothing could be processed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from fer_explain.errors import UserError
+
+FORMATS = ("csv", "json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image or video files and folders (searched recursively)")
+    parser.add_argument("--checkpoint", help="model .safetensors, run dir or hf://owner/repo/file "
+                                             "(default: the Bi-LSTM checkpoint in checkpoints/)")
+    parser.add_argument("--format", choices=FORMATS, help="output format (default: from --out's suffix, else csv)")
+    parser.add_argument("--out", help="output file (default: stdout)")
+    parser.add_argument("--whole-image", action="store_true", help="when no face is found, classify the whole image")
+    parser.add_argument("--max-faces", type=int, default=20, help="faces kept per image (the largest)")
+    parser.add_argument("--every-n", type=int, default=10, help="for videos: analyse every N-th frame")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--batch-size", type=int, default=32, help="faces per forward pass")
+
+
+def _rows_for(key, result, classes) -> list[dict]:
+    """The output rows of one image or video frame."""
+    file, frame, time_s = key
+    base = {"file": file, "frame": frame, "time_s": None if time_s is None else round(float(time_s), 3)}
+    note = "; ".join(result.notices) or None
+    if not result.faces:
+        return [{**base, "face": None, "box": None, "label": None, "score": None,
+                 **{c: None for c in classes}, "note": note or "no face found"}]
+    rows = []
+    for face in result.faces:
+        box = face.crop.box
+        probs = [float(p) for p in face.prediction.probabilities]
+        face_note = note if box is not None else "; ".join(filter(None, [note, "whole image (no face detected)"]))
+        rows.append({**base, "face": face.index,
+                     "box": None if box is None else f"{int(box.x0)} {int(box.y0)} {int(box.x1)} {int(box.y1)}",
+                     "label": face.prediction.label, "score": round(probs[face.prediction.label_index], 6),
+                     **{c: round(p, 6) for c, p in zip(classes, probs)}, "note": face_note})
+    return rows
+
+
+def _timeline_point(result, n_classes):
+    """The largest face's probabilities for a frame (NaN when no face: a gap in the plot)."""
+    import numpy as np
+    if not result.faces:
+        return np.full(n_classes, np.nan)
+
+    def area(face):
+        box = face.crop.box
+        return 0 if box is None else (box.x1 - box.x0) * (box.y1 - box.y0)
+    return np.asarray(max(result.faces, key=area).prediction.probabilities, dtype=float)
+
+
+def _write_timelines(timelines: dict, out: Path, classes) -> list[Path]:
+    import numpy as np
+    import PIL.Image
+
+    from fer_explain.render import timeline_plot
+    written = []
+    for video, (times, points) in timelines.items():
+        if not times:
+            continue
+        png = out.with_name(f"{out.stem}_{Path(video).stem}_timeline.png")
+        PIL.Image.fromarray(timeline_plot(np.asarray(times), np.stack(points), classes)).save(png)
+        written.append(png)
+    return written
+
+
+class _Inputs:
+    """(key, PIL image) for every readable image and sampled video frame; unreadable files are recorded, not raised,
+    because an exception inside this generator would end the whole batch."""
+
+    def __init__(self, files, every_n: int, progress):
+        self.files, self.every_n, self.progress = files, every_n, progress
+        self.skipped: list[tuple[str, str]] = []
+        self.warnings: list[str] = []
+        self.processed = 0
+
+    def __iter__(self):
+        from fer_explain.image_io import is_video, load_image
+        from fer_explain.video import iter_video_frames
+        for path in self.files:
+            name = str(path)
+            if is_video(path):
+                frames = 0
+                try:
+                    for frame_index, time_s, frame in iter_video_frames(path, every_n=self.every_n):
+                        frames += 1
+                        yield (name, frame_index, time_s), frame
+                except Exception as e:  # noqa: BLE001 - any decoder failure is this file's problem, not the batch's
+                    message = _message(e)
+                    if frames == 0:
+                        self.skipped.append((name, message))
+                    else:
+                        self.warnings.append(f"{name}: stopped after {frames} frames: {message}")
+                if frames:
+                    self.processed += 1
+            else:
+                try:
+                    image = load_image(path)
+                except Exception as e:  # noqa: BLE001 - UserError or any decode error: skip, list at the end
+                    self.skipped.append((name, _message(e)))
+                else:
+                    self.processed += 1
+                    yield (name, None, None), image
+            self.progress.update(1)
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, UserError):
+        return str(error)
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _find_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The image and video files under `paths`, and the paths that do not exist (listed as skipped)."""
+    from fer_explain.image_io import iter_image_files
+    missing: list[tuple[str, str]] = []
+    files = list(iter_image_files(paths, on_missing=lambda p: missing.append((str(p), "no such file or folder"))))
+    if not files and not missing:
+        raise UserError(f"no images or videos found in {' '.join(map(str, paths))}")
+    return files, missing
+
+
+def _report_skipped(skipped: list[tuple[str, str]]) -> None:
+    if skipped:
+        print(f"skipped {len(skipped)} files:", file=sys.stderr)
+        for name, why in skipped:
+            if why.startswith(f"{name}:"):  # image_io's messages already start with the file name
+                why = why[len(name) + 1:].strip()
+            print(f"  {name}: {why}", file=sys.stderr)
+
+
+def _serialise(rows: list[dict], fmt: str, columns: list[str]) -> str:
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")  # None is written as an empty cell
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def run(args) -> int:
+    from fer_explain.image_io import is_video
+    from fer_explain.pipeline import analyze_many, default_checkpoint
+
+    # every check on the user's input before torch and the model load, so mistakes fail fast
+    if args.every_n < 1 or args.batch_size < 1 or args.max_faces < 1:
+        raise UserError("--every-n, --batch-size and --max-faces must be at least 1")
+    out = Path(args.out) if args.out else None
+    fmt = args.format or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")
+    if out is not None and not out.parent.is_dir():
+        raise UserError(f"output folder does not exist: {out.parent}")
+    checkpoint = args.checkpoint or default_checkpoint()
+    if not str(checkpoint).startswith("hf://"):
+        from fer_explain.checkpoint import resolve_checkpoint_path
+        resolve_checkpoint_path(checkpoint)  # a missing file is reported now, not after the imports below
+    files, missing = _find_files(args.paths)
+    if not files:
+        _report_skipped(missing)
+        print("error: none of the inputs could be processed", file=sys.stderr)
+        return 1
+
+    from tqdm import tqdm
+
+    from fer_explain.predictor import Predictor
+    predictor = Predictor(checkpoint, device=args.device)
+    classes = list(predictor.classes)
+
+    rows: list[dict] = []
+    timelines: dict[str, tuple[list, list]] = {}
+    # a bar only when there is something to wait for; always on stderr so stdout stays clean CSV/JSON
+    with tqdm(total=len(files), unit="file", file=sys.stderr, dynamic_ncols=True, leave=False,
+              disable=len(files) < 2 and not any(is_video(f) for f in files)) as bar:
+        inputs = _Inputs(files, args.every_n, bar)
+        for key, result in analyze_many(predictor, inputs, whole_image=args.whole_image, max_faces=args.max_faces,
+                                        batch_size=args.batch_size):
+            rows.extend(_rows_for(key, result, classes))
+            if key[1] is not None:  # a video frame
+                times, points = timelines.setdefault(key[0], ([], []))
+                times.append(key[2])
+                points.append(_timeline_point(result, len(classes)))
+
+    columns = ["file", "frame", "time_s", "face", "box", "label", "score", *classes, "note"]
+    text = _serialise(rows, fmt, columns)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+        written = _write_timelines(timelines, out, classes)
+        faces = sum(r["face"] is not None for r in rows)
+        print(f"wrote {len(rows)} rows ({faces} faces) to {out}"
+              + "".join(f"\ntimeline: {p}" for p in written), file=sys.stderr)
+    for line in inputs.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    _report_skipped(missing + inputs.skipped)
+    if inputs.processed == 0:
+        print("error: none of the inputs could be processed", file=sys.stderr)
+        return 1
+    return 0
+
