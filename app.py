@@ -1,0 +1,244 @@
+"""Gradio app: emotions of the faces in a photo, the Bi-LSTM model's three explanations, the no-Bi-LSTM baseline beside
+it, a live webcam view and the model card. A thin shell: every number and image comes from `fer_explain`
+(`app_views` for the views, `model_card` for the card); this file only lays them out and wires the events.
+
+    python app.py [--checkpoint FILE|hf://owner/repo/file] [--baseline FILE] [--device auto|cpu|cuda] [--port 7860]
+
+Checkpoints: --checkpoint/--baseline, else FER_CHECKPOINT/FER_BASELINE, else checkpoints/*.safetensors (the file whose
+name lacks "baseline" is the Bi-LSTM model, the one containing "baseline" the baseline). Both are loaded once, at
+import. Without a checkpoint the page still builds and says so (and so does every handler).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import gradio as gr
+
+from fer_explain import app_views as views
+from fer_explain import model_card
+from fer_explain.classes import CLASSES
+from fer_explain.errors import UserError
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+MAX_FILE_SIZE = "10mb"
+CONCURRENCY = 2  # one request per CPU core on the reference machine; more would only slow each one down
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default=os.environ.get("FER_CHECKPOINT"), help="Bi-LSTM model (path or hf://...)")
+    p.add_argument("--baseline", default=os.environ.get("FER_BASELINE"), help="baseline model (path or hf://...)")
+    p.add_argument("--device", default=os.environ.get("FER_DEVICE", "auto"), help="auto, cpu or cuda")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    p.add_argument("--share", action="store_true", help="public gradio.live link (off by default)")
+    return p.parse_args(argv)
+
+
+# Under `python app.py` the command line counts; when imported (tests, `gradio app.py`) only the environment does.
+ARGS = parse_args(sys.argv[1:] if __name__ == "__main__" else [])
+try:
+    MODELS = views.load_models(ARGS.checkpoint, ARGS.baseline, ARGS.device)
+except UserError as e:  # e.g. --device cuda without CUDA: the page still builds and shows why
+    print(f"fer-explain app: {e}", file=sys.stderr)
+    MODELS = views.LoadedModels(None, None, [str(e), views.NO_MODEL], "cpu")
+
+
+def tolerant(image: gr.Image) -> gr.Image:
+    """Hand an upload on as its file path even when Pillow cannot open it, so that
+    `fer_explain.image_io.load_image` (header size check against decompression bombs, EXIF orientation, mode
+    conversion) judges every file and a bad one becomes a one-line notice instead of a stack trace.
+    (Patched on the instance: a gr.Image subclass would make gradio write an app.pyi stub next to this file.)"""
+    original = image.preprocess
+
+    def preprocess(payload):
+        try:
+            return original(payload)
+        except Exception:
+            return None if payload is None or payload.path is None else str(payload.path)
+
+    image.preprocess = preprocess
+    return image
+
+
+def problem(error: Exception, toast: bool = True) -> str:
+    """A visible one-line message for the page (and the API) instead of a stack trace."""
+    if isinstance(error, UserError):
+        message = str(error)
+    else:  # a bug: the trace goes to the server log, the page keeps working
+        traceback.print_exception(error, file=sys.stderr)
+        message = f"internal error ({type(error).__name__}: {error}); the app is still running"
+    if toast:
+        gr.Warning(message)
+    return f"⚠️ {message}"
+
+
+N_EXPLAIN, N_COMPARE = 8, 12
+
+
+def face_outputs(analysis, face, target) -> list:
+    """The Explain tab's 8 outputs and the Compare tab's 12 for one face and class."""
+    try:
+        v = views.explain_view(MODELS, analysis, face, target)
+        out = [v.summary, v.bars, v.spatial, v.token_overlay, v.token_grid, v.regions, v.gradcam, v.faithfulness]
+    except Exception as e:
+        out = [problem(e)] + [None] * (N_EXPLAIN - 2) + [[]]
+    try:
+        c = views.compare_view(MODELS, analysis, face, target)
+        out += [c.summary, *c.main, *c.baseline, c.difference_overlay, c.difference_grid, c.difference_text]
+    except Exception as e:
+        out += [problem(e, toast=MODELS.baseline is not None)] + [None] * (N_COMPARE - 2) + [""]
+    return out
+
+
+def empty_outputs(message: str) -> list:
+    return [message] + [None] * (N_EXPLAIN - 2) + [[]] + [""] + [None] * (N_COMPARE - 2) + [""]
+
+
+def on_analyze(image, whole_image, target):
+    """Photo -> notice, annotated photo, face selector, session state, then the selected face's views."""
+    try:
+        analysis = views.analyze(MODELS, image, bool(whole_image))
+    except Exception as e:
+        message = problem(e)
+        return [message, None, gr.Dropdown(choices=[], value=None), None] + empty_outputs(message)
+    notice, photo = views.notices_markdown(analysis), views.annotated_photo(analysis)
+    choices = views.face_choices(analysis)
+    if not choices:
+        gr.Warning(notice or "no face found")
+        return [notice, photo, gr.Dropdown(choices=[], value=None), analysis] + empty_outputs(notice)
+    return ([notice, photo, gr.Dropdown(choices=choices, value=choices[0]), analysis]
+            + face_outputs(analysis, choices[0], target))
+
+
+def on_select(analysis, face, target):
+    """Another face or class: re-explain from the session's analysis (no new detection or forward pass)."""
+    try:
+        if analysis is None:
+            raise UserError("analyze a photo first")
+        views.face_index(face, analysis), views.target_name(target)  # a wrong choice: one message, up front
+    except UserError as e:
+        message = problem(e)
+        return [message, analysis] + empty_outputs(message)
+    return [views.notices_markdown(analysis), analysis] + face_outputs(analysis, face, target)
+
+
+def on_live(frame):
+    try:
+        return views.live_view(MODELS, frame)
+    except Exception as e:
+        return problem(e, toast=False), None
+
+
+def on_results():
+    images = model_card.results_images()
+    return model_card.results_markdown(), gr.Gallery(value=images, visible=bool(images))
+
+
+def image_box(label, height=260):
+    return gr.Image(label=label, type="numpy", interactive=False, height=height, format="png")
+
+
+with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
+    gr.Markdown("# Facial emotion recognition, explained\nBi-LSTM enhanced dual attention network "
+                "(ResNet → channel attention → spatial attention → Bi-LSTM over the 7x7 map) and a no-Bi-LSTM "
+                "baseline. A research demo: **not for decisions about people** (see the Model card tab).")
+    gr.Markdown(MODELS.status_markdown(), elem_id="status")
+    analysis_state = gr.State(None)
+
+    with gr.Tab("Explain"):
+        with gr.Row():
+            with gr.Column(scale=2):
+                photo = tolerant(gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
+                                          image_mode=None, label="Photo (upload, webcam or paste)", height=320))
+                whole_image = gr.Checkbox(False, label="No face found? Classify the whole picture as one face")
+                analyze_button = gr.Button("Analyze", variant="primary")
+                examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
+                if examples:
+                    gr.Examples([[p] for p in examples], inputs=[photo], label="Example (public domain)")
+            with gr.Column(scale=3):
+                notice = gr.Markdown(elem_id="notice")
+                annotated = image_box("Faces found", height=380)
+        with gr.Row():
+            face_select = gr.Dropdown(choices=[], label="Face", allow_custom_value=True, scale=1)
+            target_select = gr.Dropdown(list(views.TARGET_CHOICES), value=views.PREDICTED, allow_custom_value=True,
+                                        label="Explain which emotion", scale=1)
+        summary = gr.Markdown()
+        with gr.Row(equal_height=True):
+            bars = image_box("Probabilities (8 classes)")
+            spatial = image_box("Spatial attention (eq. 2)")
+            gradcam = image_box("Grad-CAM on the attended map")
+        with gr.Row(equal_height=True):
+            token_overlay = image_box("Bi-LSTM token saliency")
+            token_grid = image_box("Token saliency per cell")
+            regions = gr.Markdown()
+        faithfulness = gr.Dataframe(headers=["map", "deletion AUC ↓", "insertion AUC ↑"], interactive=False,
+                                    label="Faithfulness: area under the target probability as the 49 tokens "
+                                          "are removed (deletion; lower = more faithful) or inserted (insertion; "
+                                          "higher = more faithful) in the map's order, 7 per step; random "
+                                          "orders for reference")
+
+    with gr.Tab("Compare with baseline"):
+        compare_summary = gr.Markdown("Analyze a photo in the Explain tab; the selected face is compared here.")
+        compare_columns = {}
+        with gr.Row():
+            for key, title in (("main", "Bi-LSTM model"), ("baseline", "Baseline (global average pooling)")):
+                with gr.Column():
+                    gr.Markdown(f"### {title}")
+                    compare_columns[key] = [image_box("probabilities", 220)]
+                    with gr.Row():
+                        compare_columns[key] += [image_box(t, 200) for t in ("attention", "tokens", "Grad-CAM")]
+        with gr.Row(equal_height=True):
+            diff_overlay = image_box("tokens: Bi-LSTM − baseline", 240)
+            diff_grid = image_box("difference per cell", 240)
+            diff_text = gr.Markdown()
+        gr.Markdown("## On the test set (from `results/`)")
+        results_gallery_items = model_card.results_images()
+        results_md = gr.Markdown(model_card.results_markdown())
+        results_gallery = gr.Gallery(results_gallery_items, label="Confusion matrices and curves", columns=3,
+                                     height="auto", visible=bool(results_gallery_items))
+        refresh = gr.Button("Reload results/", size="sm")
+
+    with gr.Tab("Live"):
+        gr.Markdown("Webcam frames are classified a few times a second (prediction only; the largest face's "
+                    "spatial attention is shown). Frames that arrive while one is processed are dropped.")
+        with gr.Row():
+            camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam", height=320)
+            with gr.Column():
+                live_label = gr.Markdown()
+                live_overlay = image_box("Spatial attention of the largest face", 224)
+        # The same handler for API clients, one frame per call: gradio_client 2.7 cannot read the stream event's
+        # "process_streaming" messages (KeyError in Status.msg_to_status), so /live serves browsers only.
+        live_frame_button = gr.Button(visible=False)
+
+    with gr.Tab("Model card"):
+        gr.Markdown(model_card.model_card_markdown(MODELS))
+
+    explain_outputs = [summary, bars, spatial, token_overlay, token_grid, regions, gradcam, faithfulness]
+    compare_outputs = [compare_summary, *compare_columns["main"], *compare_columns["baseline"], diff_overlay,
+                       diff_grid, diff_text]
+    face_views = explain_outputs + compare_outputs
+    analyze_event = dict(fn=on_analyze, inputs=[photo, whole_image, target_select],
+                         outputs=[notice, annotated, face_select, analysis_state] + face_views)
+    analyze_button.click(**analyze_event, api_name="analyze")
+    select_event = dict(fn=on_select, inputs=[analysis_state, face_select, target_select],
+                        outputs=[notice, analysis_state] + face_views)
+    face_select.input(**select_event, api_name="select_face")
+    target_select.input(**select_event, api_name="select_class")
+    refresh.click(on_results, outputs=[results_md, results_gallery], api_name="results")
+    camera.stream(on_live, inputs=[camera], outputs=[live_label, live_overlay], api_name="live",
+                  stream_every=0.3, time_limit=120, concurrency_limit=CONCURRENCY, trigger_mode="always_last",
+                  show_progress="hidden")
+    live_frame_button.click(on_live, inputs=[camera], outputs=[live_label, live_overlay], api_name="live_frame",
+                            concurrency_limit=CONCURRENCY)
+
+demo.queue(default_concurrency_limit=CONCURRENCY)
+
+LAUNCH_OPTIONS = dict(max_file_size=MAX_FILE_SIZE, theme=gr.themes.Soft(), show_error=False)
+
+if __name__ == "__main__":
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), server_port=ARGS.port,
+                share=ARGS.share, **LAUNCH_OPTIONS)

@@ -1,0 +1,316 @@
+"""What the Gradio app shows, computed from the library alone: plain Python in, numpy images / Markdown / rows out.
+
+`app.py` only lays these out and wires events; nothing here imports gradio, so every view is testable (and usable
+from a notebook) without a server. The analysis of a photo (faces, both models' predictions, explanations already
+computed) is an `Analysis` kept in the browser session, so switching face or class never re-detects.
+
+Token maps of the two models are compared after the same normalisation: each signed map is divided by its own
+largest |value| (so each lies in [-1, 1] with its sign kept), and the difference Bi-LSTM - baseline lies in [-2, 2].
+Integrated-gradient totals differ between the models (they sum to each model's own logit change), so only this
+shape of the evidence is comparable, not the raw magnitudes.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fer_explain.classes import CLASSES
+from fer_explain.errors import UserError
+from fer_explain.regions import SIDE_CONVENTION, describe_regions
+
+PREDICTED = "predicted"
+TARGET_CHOICES = (PREDICTED, *CLASSES)
+METHODS = ("spatial_attention", "token_saliency", "gradcam")
+METHOD_TITLES = {"spatial_attention": "Spatial attention (eq. 2)", "token_saliency": "Bi-LSTM token saliency (IG)",
+                 "gradcam": "Grad-CAM", "random": "random order (reference)"}
+MAX_FACES = 20
+# Deletion/insertion in the app: 7 tokens (one grid row's worth) per step and 2 random orders, about 8x fewer
+# Bi-LSTM passes than the `explain` command's 1 token per step and 3 orders, so a page answers in time on a CPU.
+FAITHFULNESS = {"tokens_per_step": 7, "n_random": 2}
+NO_MODEL = ("No model checkpoint is loaded, so nothing can be predicted. Train one (see training/) and put it in "
+            "checkpoints/, or start the app with --checkpoint FILE (or FER_CHECKPOINT=hf://owner/repo/file).")
+
+
+@dataclass
+class LoadedModels:
+    main: object | None  # fer_explain.predictor.Predictor (the Bi-LSTM model)
+    baseline: object | None  # the same network without the Bi-LSTM
+    notices: list[str] = field(default_factory=list)
+    device: str = "cpu"
+
+    def status_markdown(self) -> str:
+        def line(kind, predictor):
+            if predictor is None:
+                return f"**{kind}:** not loaded"
+            return f"**{kind}:** {predictor.name} (`{predictor.checkpoint_path}`)"
+        parts = [f"**Device:** {self.device.upper()}", line("Bi-LSTM model", self.main), line("Baseline", self.baseline)]
+        text = " · ".join(parts)
+        return text + "".join(f"\n\n> ⚠️ {n}" for n in self.notices)
+
+
+def load_models(checkpoint: str | None = None, baseline: str | None = None, device: str = "auto") -> LoadedModels:
+    """Both predictors, loaded once. A missing/broken checkpoint becomes a notice (and a line on stderr), not a crash."""
+    from fer_explain.pipeline import default_checkpoint
+    from fer_explain.predictor import Predictor, pick_device
+
+    loaded = LoadedModels(None, None, [], str(pick_device(device)))
+    for attr, spec, is_baseline, kind in (("main", checkpoint, False, "Bi-LSTM model"),
+                                          ("baseline", baseline, True, "baseline")):
+        try:
+            path = spec or default_checkpoint(baseline=is_baseline)
+            setattr(loaded, attr, Predictor(str(path), device=device))
+        except UserError as e:
+            loaded.notices.append(f"{kind} not loaded: {e}")
+    if loaded.main is None:
+        loaded.notices.insert(0, NO_MODEL)
+    for notice in loaded.notices:
+        print(f"fer-explain app: {notice}", file=sys.stderr)
+    return loaded
+
+
+@dataclass
+class Analysis:
+    result: object  # fer_explain.pipeline.ImageResult from the Bi-LSTM model
+    baseline_predictions: list | None  # FacePrediction per face from the baseline, same crops
+    explanations: dict = field(default_factory=dict)  # (model key, face, target) -> FaceExplanation
+
+    @property
+    def faces(self):
+        return self.result.faces
+
+
+def require_models(models: LoadedModels):
+    if models.main is None:
+        raise UserError(NO_MODEL)
+
+
+def analyze(models: LoadedModels, image, whole_image: bool = False, max_faces: int = MAX_FACES) -> Analysis:
+    """Detect, crop and predict with both models (one batched forward pass each). UserError on unusable input."""
+    from fer_explain.faces import crop_face, to_tensor
+    from fer_explain.image_io import load_image
+    from fer_explain.pipeline import analyze_image
+
+    require_models(models)
+    if image is None or (isinstance(image, str) and not image.strip()):
+        raise UserError("no image given: upload a photo, take one with the webcam or paste one")
+    result = analyze_image(models.main, load_image(image), whole_image=whole_image, max_faces=max_faces)
+    baseline_predictions = None
+    if models.baseline is not None and result.faces:
+        if models.baseline.preprocessing == models.main.preprocessing:
+            crops = [face.crop for face in result.faces]
+        else:  # the baseline was trained with another input format: crop the same boxes its way
+            crops = [crop_face(result.image, face.crop.box, models.baseline.preprocessing) for face in result.faces]
+        baseline_predictions = models.baseline.predict(to_tensor(crops))
+    return Analysis(result, baseline_predictions)
+
+
+def notices_markdown(analysis: Analysis) -> str:
+    faces = analysis.faces
+    lines = list(analysis.result.notices)
+    if faces:
+        lines.insert(0, f"{len(faces)} face{'s' if len(faces) != 1 else ''} found (numbered left to right).")
+    return "\n\n".join(lines)
+
+
+def face_choices(analysis: Analysis) -> list[str]:
+    return [f"Face {f.index + 1}: {f.prediction.label} {f.prediction.probabilities[f.prediction.label_index]:.2f}"
+            for f in analysis.faces]
+
+
+def face_index(choice, analysis: Analysis) -> int:
+    """Dropdown value ("Face 2: happy 0.87", "2" or 1) -> 0-based index, checked."""
+    n = len(analysis.faces)
+    if n == 0:
+        raise UserError("no face in this photo; tick 'whole image' to classify the whole picture as one face")
+    if choice is None or choice == "":
+        return 0
+    text = str(choice).split(":")[0].replace("Face", "").strip()
+    try:
+        index = int(text) - 1 if isinstance(choice, str) else int(choice)
+    except ValueError:
+        raise UserError(f"unknown face {choice!r}; choose one of 1..{n}") from None
+    if not 0 <= index < n:
+        raise UserError(f"face {index + 1} does not exist; this photo has {n} face(s)")
+    return index
+
+
+def target_name(target) -> str | None:
+    """Dropdown value -> class name, or None for each model's own prediction; UserError for unknown classes."""
+    if target is None or str(target).strip().lower() in ("", PREDICTED):
+        return None
+    name = str(target).strip().lower()
+    if name not in CLASSES:
+        raise UserError(f"unknown class {target!r}; choose one of: {', '.join(TARGET_CHOICES)}")
+    return name
+
+
+def annotated_photo(analysis: Analysis) -> np.ndarray:
+    from fer_explain.render import annotate_image
+
+    boxes = [f.crop.box for f in analysis.faces if f.crop.box is not None]
+    labels = [f"{f.prediction.label} {f.prediction.probabilities[f.prediction.label_index]:.2f}"
+              for f in analysis.faces if f.crop.box is not None]
+    return np.asarray(annotate_image(analysis.result.image, boxes, labels))
+
+
+def _explain(predictor, key: str, analysis: Analysis, index: int, prediction, target: str | None,
+             faithfulness: bool = True):
+    """One FaceExplanation, computed once per (model, face, class) and kept in the session's analysis.
+
+    Faithfulness uses the coarser, interactive settings of FAITHFULNESS; the baseline (whose faithfulness the page
+    does not show) skips it."""
+    from fer_explain.explain.faithfulness import deletion_insertion
+
+    cache_key = (key, index, target if target is not None else prediction.label)
+    if cache_key not in analysis.explanations:
+        # a method the model cannot give (spatial attention when ablated) comes back in `.unavailable`
+        explanation = predictor.explain(prediction, target=target, methods=METHODS, faithfulness=False)
+        if faithfulness and explanation.maps:
+            explanation.faithfulness = deletion_insertion(
+                predictor.model, prediction.attended, explanation.target_index,
+                {m: e.grid for m, e in explanation.maps.items()}, **FAITHFULNESS)
+        analysis.explanations[cache_key] = explanation
+    return analysis.explanations[cache_key]
+
+
+def _overlay(display, explanation, method):
+    from fer_explain.render import overlay_heatmap
+
+    item = explanation.maps.get(method)
+    return None if item is None else overlay_heatmap(display, item.grid, signed=item.signed)
+
+
+def faithfulness_rows(explanation) -> list[list]:
+    """[method, deletion AUC (lower = more faithful), insertion AUC (higher = more faithful)] per map + random."""
+    rows = []
+    for method, scores in explanation.faithfulness.items():
+        rows.append([METHOD_TITLES.get(method, method), round(float(scores["deletion_auc"]), 4),
+                     round(float(scores["insertion_auc"]), 4)])
+    return rows
+
+
+@dataclass
+class ExplainView:
+    summary: str  # Markdown
+    bars: np.ndarray
+    spatial: np.ndarray | None
+    token_overlay: np.ndarray | None
+    token_grid: np.ndarray | None
+    regions: str  # Markdown naming the strongest token cells
+    gradcam: np.ndarray | None
+    faithfulness: list[list]
+
+
+def explain_view(models: LoadedModels, analysis: Analysis, face=None, target=None) -> ExplainView:
+    from fer_explain.render import grid_figure, probability_bars
+
+    require_models(models)
+    index, target = face_index(face, analysis), target_name(target)
+    face_result = analysis.faces[index]
+    prediction, display = face_result.prediction, face_result.crop.display
+    explanation = _explain(models.main, "main", analysis, index, prediction, target)
+    probs = np.asarray(prediction.probabilities)
+    summary = (f"**Face {index + 1}:** predicted **{prediction.label}** ({probs[prediction.label_index]:.1%}); "
+               f"maps explain **{explanation.target}** ({probs[explanation.target_index]:.1%}).")
+    token = explanation.maps.get("token_saliency")
+    regions = "Token saliency not available."
+    token_grid = None
+    if token is not None:
+        token_grid = grid_figure(token.grid, True, f"IG attribution to '{explanation.target}' per token")
+        regions = (f"**Strongest regions** ({SIDE_CONVENTION}): {describe_regions(token.grid, k=3)}\n\n"
+                   "Red = evidence for the class, blue = against; values are integrated-gradient attributions "
+                   "summed over channels (they add up to the logit change from an all-zero token sequence).")
+    if "spatial_attention" not in explanation.maps:
+        summary += "\n\nThis model has no spatial attention, so there is no attention map."
+    return ExplainView(summary, probability_bars(probs, models.main.classes, highlight=explanation.target_index),
+                       _overlay(display, explanation, "spatial_attention"), _overlay(display, explanation,
+                       "token_saliency"), token_grid, regions, _overlay(display, explanation, "gradcam"),
+                       faithfulness_rows(explanation))
+
+
+def normalised_token_map(grid) -> np.ndarray:
+    """A signed map divided by its largest |value| (all-zero maps stay zero): [-1, 1], sign kept."""
+    grid = np.asarray(grid, dtype=np.float64)
+    peak = float(np.abs(grid).max())
+    return grid / peak if peak > 0 else grid
+
+
+@dataclass
+class CompareView:
+    summary: str  # Markdown: both predictions, agree or not, which class the maps explain
+    main: list  # [bars, spatial, token, gradcam] images (None where unavailable)
+    baseline: list
+    difference_overlay: np.ndarray | None
+    difference_grid: np.ndarray | None
+    difference_text: str
+
+
+def compare_view(models: LoadedModels, analysis: Analysis, face=None, target=None) -> CompareView:
+    """Both models on the same face. Both are explained for the SAME class (the chosen one, or the Bi-LSTM's
+    prediction) so that their maps answer the same question."""
+    from fer_explain.render import grid_figure, overlay_heatmap, probability_bars
+
+    require_models(models)
+    if models.baseline is None or analysis.baseline_predictions is None:
+        raise UserError("no baseline checkpoint is loaded: start the app with --baseline FILE "
+                        "(or put a *baseline*.safetensors file in checkpoints/)")
+    index, target = face_index(face, analysis), target_name(target)
+    face_result = analysis.faces[index]
+    main_pred, base_pred = face_result.prediction, analysis.baseline_predictions[index]
+    shared_target = target if target is not None else main_pred.label
+    main_exp = _explain(models.main, "main", analysis, index, main_pred, shared_target)
+    base_exp = _explain(models.baseline, "baseline", analysis, index, base_pred, shared_target, faithfulness=False)
+    display = face_result.crop.display
+
+    def column(predictor, prediction, explanation):
+        bars = probability_bars(np.asarray(prediction.probabilities), predictor.classes,
+                                highlight=explanation.target_index)
+        return [bars, *(_overlay(display, explanation, m) for m in METHODS)]
+
+    agree = main_pred.label == base_pred.label
+    summary = (f"**Face {index + 1}** — Bi-LSTM: **{main_pred.label}** "
+               f"({main_pred.probabilities[main_pred.label_index]:.1%}) · baseline: **{base_pred.label}** "
+               f"({base_pred.probabilities[base_pred.label_index]:.1%}) → "
+               f"{'**they agree**' if agree else '**they disagree**'}. Maps explain **{shared_target}** for both.")
+    diff_overlay = diff_grid = None
+    diff_text = "Token saliency is missing for one of the models."
+    if "token_saliency" in main_exp.maps and "token_saliency" in base_exp.maps:
+        diff = (normalised_token_map(main_exp.maps["token_saliency"].grid)
+                - normalised_token_map(base_exp.maps["token_saliency"].grid))
+        diff_overlay = overlay_heatmap(display, diff.astype(np.float32), signed=True)
+        diff_grid = grid_figure(diff.astype(np.float32), True, "Bi-LSTM minus baseline (each map / its max |value|)")
+        diff_text = (f"Each token map is divided by its own largest |value| (range [-1, 1]), then baseline is "
+                     f"subtracted from Bi-LSTM (range [-2, 2]). Red: the Bi-LSTM relies more on this cell. "
+                     f"Largest differences ({SIDE_CONVENTION}): {describe_regions(diff, k=3)}")
+    return CompareView(summary, column(models.main, main_pred, main_exp), column(models.baseline, base_pred, base_exp),
+                       diff_overlay, diff_grid, diff_text)
+
+
+def live_view(models: LoadedModels, frame, max_side: int = 480) -> tuple[str, np.ndarray | None]:
+    """One webcam frame -> (label line, small spatial-attention overlay of the largest face). Prediction only (no
+    gradients), on a frame scaled down to `max_side`, so a CPU keeps up a few times a second."""
+    from PIL import Image
+
+    from fer_explain.image_io import load_image
+    from fer_explain.pipeline import analyze_image
+    from fer_explain.render import overlay_heatmap
+
+    require_models(models)
+    if frame is None:
+        return "waiting for the webcam…", None
+    image = load_image(frame)
+    image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    result = analyze_image(models.main, image, max_faces=5)
+    if not result.faces:
+        return "no face in view", None
+    face = max(result.faces, key=lambda f: (f.crop.box.x1 - f.crop.box.x0) if f.crop.box is not None else 0)
+    pred = face.prediction
+    top = np.argsort(-np.asarray(pred.probabilities))[:3]
+    label = " · ".join(f"{'**' if i == top[0] else ''}{models.main.classes[i]} {pred.probabilities[i]:.0%}"
+                       f"{'**' if i == top[0] else ''}" for i in top)
+    overlay = None
+    if pred.spatial_attention is not None:
+        overlay = overlay_heatmap(face.crop.display, np.asarray(pred.spatial_attention), signed=False)
+    return f"{len(result.faces)} face(s) · {label}", overlay

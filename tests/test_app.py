@@ -1,0 +1,150 @@
+"""The Gradio app: builds without launching, handlers return the right types, every api_name answers through
+gradio_client (bad inputs included) and the server keeps serving; plus the region names of regions.py."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app_helpers import ASTRONAUT, free_port, import_app, make_checkpoints, write_bad_inputs
+from fer_explain.classes import CLASSES
+from fer_explain.regions import REGIONS, describe_regions, strongest_regions
+
+API_NAMES = {"analyze", "select_face", "select_class", "results", "live", "live_frame"}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("checkpoints")
+    checkpoint, baseline = make_checkpoints(folder)
+    with pytest.MonkeyPatch.context() as mp:
+        yield import_app(mp, "fer_app_under_test", checkpoint, baseline)
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    return write_bad_inputs(tmp_path_factory.mktemp("bad"))
+
+
+# ---- regions -----------------------------------------------------------------------------------------------------
+def test_regions_name_every_token_and_rank_cells():
+    assert len(REGIONS) == 49 and REGIONS[3 * 7 + 3] == "nose" and REGIONS[5 * 7 + 3] == "mouth"
+    grid = np.zeros((7, 7))
+    grid[5, 3], grid[2, 2], grid[6, 3] = 0.9, 0.4, -1.5
+    assert strongest_regions(grid, k=2) == [("mouth", 0.9), ("left eye", 0.4)]
+    assert strongest_regions(grid, k=1, signed=False) == [("chin", -1.5)]
+    assert strongest_regions(grid, k=3, against=True) == [("chin", -1.5)]  # only negative cells count against
+    text = describe_regions(grid, k=2)
+    assert "for: mouth (+0.9)" in text and "against: chin (-1.5)" in text
+    with pytest.raises(ValueError):
+        strongest_regions(np.zeros((6, 7)))
+
+
+# ---- building and handlers, no server ------------------------------------------------------------------------------
+def test_blocks_build_with_models_and_api_names(app):
+    import gradio as gr
+
+    assert isinstance(app.demo, gr.Blocks)
+    assert app.MODELS.main is not None and app.MODELS.baseline is not None
+    assert app.MODELS.main.config.variant == "full" and app.MODELS.baseline.config.variant == "baseline"
+    names = {fn.api_name for fn in app.demo.fns.values() if fn.api_visibility == "public"}
+    assert API_NAMES <= names, names
+    assert all(fn.api_name for fn in app.demo.fns.values() if fn.api_visibility == "public")
+
+
+def test_handlers_return_the_right_types(app):
+    from fer_explain.app_views import Analysis
+
+    out = app.on_analyze(str(ASTRONAUT), False, "predicted")
+    assert len(out) == 4 + app.N_EXPLAIN + app.N_COMPARE
+    notice, photo, dropdown, analysis = out[:4]
+    assert isinstance(analysis, Analysis) and len(analysis.faces) >= 1, notice
+    assert photo.dtype == np.uint8 and photo.ndim == 3 and photo.shape[2] == 3
+    explain, compare = out[4:4 + app.N_EXPLAIN], out[4 + app.N_EXPLAIN:]
+    summary, bars, spatial, token, token_grid, regions, gradcam, faithfulness = explain
+    for image in (bars, spatial, token, token_grid, gradcam):
+        assert isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.shape[2] == 3
+    assert "Face 1" in summary and "Strongest regions" in regions
+    assert [row[0] for row in faithfulness][-1].startswith("random") and len(faithfulness) == 4
+    assert all(0.0 <= row[1] <= 1.0 and 0.0 <= row[2] <= 1.0 for row in faithfulness)
+    assert "agree" in compare[0] and all(isinstance(a, np.ndarray) for a in compare[1:11])
+    assert "largest |value|" in compare[11]
+
+    # another class re-explains from the session state: no new detection, one more cache entry per model
+    cached = len(analysis.explanations)
+    again = app.on_select(analysis, "1", "contempt")
+    assert again[1] is analysis and "explain **contempt**" in again[2]
+    assert len(analysis.explanations) == cached + 2
+    bad = app.on_select(analysis, "7", "contempt")  # face out of range: a message, not an exception
+    assert bad[0].startswith("⚠️") and "face 7" in bad[0] and bad[1] is analysis
+    assert app.on_select(analysis, "1", "boredom")[0].startswith("⚠️")
+
+    label, overlay = app.on_live(np.array(Image.open(ASTRONAUT).convert("RGB")))
+    assert isinstance(label, str) and any(c in label for c in CLASSES), label
+    assert overlay is None or overlay.dtype == np.uint8
+
+
+def test_bad_inputs_give_messages_not_exceptions(app, bad_files):
+    for image in (None, str(bad_files["not_an_image"]), str(bad_files["one_pixel"])):
+        out = app.on_analyze(image, False, "predicted")
+        assert out[0].startswith("⚠️") and out[3] is None, out[0]
+    out = app.on_analyze(str(bad_files["no_face"]), False, "predicted")
+    assert "no face" in out[0].lower() and out[3] is not None and not out[3].faces
+    whole = app.on_analyze(str(bad_files["no_face"]), True, "predicted")  # whole picture as one face
+    assert len(whole[3].faces) == 1 and isinstance(whole[5], np.ndarray)
+    assert app.on_select(None, "1", "happy")[0].startswith("⚠️")
+
+
+def test_app_without_checkpoints_still_builds(tmp_path, monkeypatch, capsys):
+    missing = import_app(monkeypatch, "fer_app_without_models", tmp_path / "none.safetensors",
+                         tmp_path / "none_baseline.safetensors")
+    assert missing.MODELS.main is None
+    assert "No model checkpoint" in capsys.readouterr().err
+    page_text = " ".join(str(getattr(b, "value", "")) for b in missing.demo.blocks.values())
+    assert "No model checkpoint" in page_text
+    assert "No model checkpoint" in missing.on_analyze(str(ASTRONAUT), False, "predicted")[0]
+    assert "No model checkpoint" in missing.on_live(np.zeros((64, 64, 3), np.uint8))[0]
+
+
+# ---- through the server ---------------------------------------------------------------------------------------------
+def test_every_api_name_through_gradio_client(app, bad_files):
+    from gradio_client import Client, handle_file
+
+    port = free_port()
+    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                    **app.LAUNCH_OPTIONS)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+        assert {f"/{name}" for name in API_NAMES} <= endpoints, endpoints
+
+        out = client.predict(handle_file(str(ASTRONAUT)), False, "predicted", api_name="/analyze")
+        notice, photo, face = out[0], out[1], out[2]["value"]  # the face selector comes back as an update
+        assert "face" in notice.lower() and photo and face.startswith("Face 1"), out[:3]
+        assert out[3].startswith("**Face 1") and isinstance(out[10], dict)  # summary, faithfulness table
+
+        out = client.predict(face, "predicted", api_name="/select_face")  # the session's state is used
+        assert out[1].startswith("**Face 1")
+        out = client.predict(face, "surprise", api_name="/select_class")
+        assert "explain **surprise**" in out[1]
+
+        results_text, gallery = client.predict(api_name="/results")
+        assert "results" in results_text.lower()
+
+        # /live is the webcam stream (browsers only: this gradio_client cannot read streaming events);
+        # /live_frame runs the same handler on one frame
+        label, overlay = client.predict(handle_file(str(ASTRONAUT)), api_name="/live_frame")
+        assert any(c in label for c in CLASSES), label
+
+        for bad in (None, handle_file(str(bad_files["not_an_image"])), handle_file(str(bad_files["one_pixel"]))):
+            out = client.predict(bad, False, "predicted", api_name="/analyze")
+            assert out[0].startswith("⚠️"), out[0]
+        out = client.predict(handle_file(str(bad_files["no_face"])), False, "predicted", api_name="/analyze")
+        assert "no face" in out[0].lower()
+        assert client.predict("9", "happy", api_name="/select_face")[0].startswith("⚠️")
+
+        # still serving after all that
+        out = client.predict(handle_file(str(ASTRONAUT)), False, "happy", api_name="/analyze")
+        assert "explain **happy**" in out[3]
+    finally:
+        app.demo.close()
