@@ -53,7 +53,8 @@ class LoadedModels:
 def load_models(checkpoint: str | None = None, baseline: str | None = None, device: str = "auto") -> LoadedModels:
     """Both predictors, loaded once. A missing/broken checkpoint becomes a notice (and a line on stderr), not a crash."""
     from fer_explain.pipeline import default_checkpoint
-    from fer_explain.predictor import Predictor, pick_device
+    from fer_explain.device import pick_device
+    from fer_explain.predictor import Predictor
 
     loaded = LoadedModels(None, None, [], str(pick_device(device)))
     for attr, spec, is_baseline, kind in (("main", checkpoint, False, "Bi-LSTM model"),
@@ -194,7 +195,7 @@ def faithfulness_rows(explanation) -> list[list]:
 @dataclass
 class ExplainView:
     summary: str  # Markdown
-    bars: np.ndarray
+    bars: dict[str, float]  # class -> probability, for gr.Label (drawn by the browser, not by matplotlib)
     spatial: np.ndarray | None
     token_overlay: np.ndarray | None
     token_grid: np.ndarray | None
@@ -204,7 +205,7 @@ class ExplainView:
 
 
 def explain_view(models: LoadedModels, analysis: Analysis, face=None, target=None) -> ExplainView:
-    from fer_explain.render import grid_figure, probability_bars
+    from fer_explain.render import grid_figure
 
     require_models(models)
     index, target = face_index(face, analysis), target_name(target)
@@ -224,10 +225,15 @@ def explain_view(models: LoadedModels, analysis: Analysis, face=None, target=Non
                    "summed over channels (they add up to the logit change from an all-zero token sequence).")
     if "spatial_attention" not in explanation.maps:
         summary += "\n\nThis model has no spatial attention, so there is no attention map."
-    return ExplainView(summary, probability_bars(probs, models.main.classes, highlight=explanation.target_index),
+    return ExplainView(summary, class_probabilities(probs, models.main.classes),
                        _overlay(display, explanation, "spatial_attention"), _overlay(display, explanation,
                        "token_saliency"), token_grid, regions, _overlay(display, explanation, "gradcam"),
                        faithfulness_rows(explanation))
+
+
+def class_probabilities(probabilities, classes) -> dict[str, float]:
+    """{class: p} for gr.Label: the browser draws the bars, which saves a matplotlib figure per model per request."""
+    return {name: float(p) for name, p in zip(classes, np.asarray(probabilities))}
 
 
 def normalised_token_map(grid) -> np.ndarray:
@@ -240,7 +246,7 @@ def normalised_token_map(grid) -> np.ndarray:
 @dataclass
 class CompareView:
     summary: str  # Markdown: both predictions, agree or not, which class the maps explain
-    main: list  # [bars, spatial, token, gradcam] images (None where unavailable)
+    main: list  # [{class: p}, spatial, token, gradcam images (None where unavailable)]
     baseline: list
     difference_overlay: np.ndarray | None
     difference_grid: np.ndarray | None
@@ -250,7 +256,7 @@ class CompareView:
 def compare_view(models: LoadedModels, analysis: Analysis, face=None, target=None) -> CompareView:
     """Both models on the same face. Both are explained for the SAME class (the chosen one, or the Bi-LSTM's
     prediction) so that their maps answer the same question."""
-    from fer_explain.render import grid_figure, overlay_heatmap, probability_bars
+    from fer_explain.render import grid_figure, overlay_heatmap
 
     require_models(models)
     if models.baseline is None or analysis.baseline_predictions is None:
@@ -265,9 +271,8 @@ def compare_view(models: LoadedModels, analysis: Analysis, face=None, target=Non
     display = face_result.crop.display
 
     def column(predictor, prediction, explanation):
-        bars = probability_bars(np.asarray(prediction.probabilities), predictor.classes,
-                                highlight=explanation.target_index)
-        return [bars, *(_overlay(display, explanation, m) for m in METHODS)]
+        return [class_probabilities(prediction.probabilities, predictor.classes),
+                *(_overlay(display, explanation, m) for m in METHODS)]
 
     agree = main_pred.label == base_pred.label
     summary = (f"**Face {index + 1}** — Bi-LSTM: **{main_pred.label}** "

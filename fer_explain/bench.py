@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                            "(resnet50, mobilenet_v2, resnet18)")
     parser.add_argument("--variant", default="full", choices=("full", "baseline"), help="with --backbone")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="prediction precision: auto = bf16 autocast on CUDA, float32 on CPU")
     parser.add_argument("--runs", type=int, default=50, help="timed calls per batch-1 measurement (after warm-up)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls before each measurement")
     parser.add_argument("--batch", type=int, default=64, help="batch size of the throughput measurement")
@@ -137,7 +139,7 @@ def run(args) -> int:
     else:
         from fer_explain.pipeline import default_checkpoint  # imports the face detector: only when needed
         source = default_checkpoint()
-    predictor = Predictor(source, device=args.device)
+    predictor = Predictor(source, device=args.device, precision=args.precision)
     random_init = bool(args.backbone)
     load_before = os.getloadavg()
     start = time.perf_counter()
@@ -148,11 +150,11 @@ def run(args) -> int:
     rows = measure(predictor, args.runs, args.warmup, args.batch, tuple(args.methods),
                    on_row=lambda row: print(format_table([row]).splitlines()[1], flush=True))
     load_after = os.getloadavg()
-    print(f"device: {predictor.device}, torch threads: {torch.get_num_threads()}, CPU cores: {os.cpu_count()}, "
+    print(f"device: {predictor.device}, precision: {predictor.precision}, torch threads: {torch.get_num_threads()}, CPU cores: {os.cpu_count()}, "
           f"load average (1 min) before/after: {load_before[0]:.2f}/{load_after[0]:.2f}")
     result = {"model": name, "checkpoint": None if random_init else str(source), "random_init": random_init,
               "backbone": predictor.config.backbone, "variant": predictor.config.variant,
-              "device": str(predictor.device), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+              "device": str(predictor.device), "precision": predictor.precision, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
               "torch_version": torch.__version__, "load_average_before": list(load_before),
               "load_average_after": list(load_after), "seconds": time.perf_counter() - start, "rows": rows}
     if args.json:

@@ -101,7 +101,9 @@ def measure_cost(model, device, image_size: int = 224, batch_sizes=(1, 64), runs
     result = {"params": count_parameters(model), **count_flops(model, device, image_size)}
     result["gflops"] = result["flops"] / 1e9
     result["macs"] = result["flops"] // 2
-    model = model.to(memory_format=torch.channels_last)
+    from fer_explain.device import prepare_for_inference
+
+    model = prepare_for_inference(model, device)  # timed as evaluate and the predictor run it
 
     latency, throughput, used_runs = {}, {}, {}
     peak = None
@@ -174,13 +176,13 @@ def _model_from_args(args, device):
 
 def run(args) -> int:
     from fer_explain.errors import UserError
-    from fer_explain.evaluate import resolve_device
+    from fer_explain.device import pick_device
 
     if args.runs is not None and args.runs < 1:
         raise UserError(f"--runs must be at least 1, got {args.runs}")
     if min(args.batch_sizes) < 1:
         raise UserError(f"batch sizes must be at least 1, got {args.batch_sizes}")
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
     model = _model_from_args(args, device)
     cost = measure_cost(model, device, batch_sizes=tuple(args.batch_sizes), runs=args.runs)
     cost["model_config"] = model.config.to_dict()

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_explain.classes import CLASSES
+from fer_explain.device import pick_device
 from fer_explain.errors import UserError
 
 
@@ -31,15 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="images per batch (default: 256 on CUDA, 32 on CPU)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped image")
-
-
-def resolve_device(name: str):
-    import torch
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but no CUDA GPU is available")
-    return torch.device(name)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -108,7 +100,7 @@ def run(args) -> int:
     from fer_explain.confusion_plot import save_confusion_png
     from fer_explain.metrics import compute_metrics, format_metrics
 
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
     batch_size = args.batch_size if args.batch_size is not None else (256 if device.type == "cuda" else 32)
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
@@ -118,8 +110,11 @@ def run(args) -> int:
         more = f" and {len(dataset.skipped) - 5} more" if len(dataset.skipped) > 5 else ""
         print(f"skipped {len(dataset.skipped)} unreadable files: {shown}{more}", file=sys.stderr)
 
+    from fer_explain.device import prepare_for_inference
+
+    model = prepare_for_inference(ckpt.model, device)
     start = time.perf_counter()
-    probs = predict_probabilities(ckpt.model, dataset, ckpt.preprocessing, device, batch_size, args.flip_tta)
+    probs = predict_probabilities(model, dataset, ckpt.preprocessing, device, batch_size, args.flip_tta)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "also token_occlusion, gradcam++)")
     parser.add_argument("--no-faithfulness", action="store_true", help="skip the deletion/insertion scores")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="prediction precision: auto = bf16 autocast on CUDA, float32 on CPU")
 
 
 def parse_target(target: str | None, classes=CLASSES) -> str | None:
@@ -75,7 +77,7 @@ def run(args) -> int:
     unknown = [m for m in args.methods if m not in EXPLAINERS]
     if unknown:
         raise UserError(f"unknown --methods {', '.join(unknown)}; expected some of: {', '.join(EXPLAINERS)}")
-    predictor = Predictor(checkpoint, device=args.device)
+    predictor = Predictor(checkpoint, device=args.device, precision=args.precision)
 
     result = analyze_image(predictor, image, whole_image=args.whole_image, max_faces=args.max_faces)
     out.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-faces", type=int, default=20, help="faces kept per image (the largest)")
     parser.add_argument("--every-n", type=int, default=10, help="for videos: analyse every N-th frame")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="prediction precision: auto = bf16 autocast on CUDA, float32 on CPU")
     parser.add_argument("--batch-size", type=int, default=32, help="faces per forward pass")
 
 
@@ -179,7 +181,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from fer_explain.predictor import Predictor
-    predictor = Predictor(checkpoint, device=args.device)
+    predictor = Predictor(checkpoint, device=args.device, precision=args.precision)
     classes = list(predictor.classes)
 
     rows: list[dict] = []

@@ -62,12 +62,14 @@ def test_handlers_return_the_right_types(app):
     assert photo.dtype == np.uint8 and photo.ndim == 3 and photo.shape[2] == 3
     explain, compare = out[4:4 + app.N_EXPLAIN], out[4 + app.N_EXPLAIN:]
     summary, bars, spatial, token, token_grid, regions, gradcam, faithfulness = explain
-    for image in (bars, spatial, token, token_grid, gradcam):
+    for image in (spatial, token, token_grid, gradcam):
         assert isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.shape[2] == 3
+    assert list(bars) == list(CLASSES) and abs(sum(bars.values()) - 1) < 1e-4  # gr.Label's {class: p}
     assert "Face 1" in summary and "Strongest regions" in regions
     assert [row[0] for row in faithfulness][-1].startswith("random") and len(faithfulness) == 4
     assert all(0.0 <= row[1] <= 1.0 and 0.0 <= row[2] <= 1.0 for row in faithfulness)
-    assert "agree" in compare[0] and all(isinstance(a, np.ndarray) for a in compare[1:11])
+    assert "agree" in compare[0] and all(isinstance(a, np.ndarray) for a in compare[2:5] + compare[6:11])
+    assert all(list(column) == list(CLASSES) for column in (compare[1], compare[5]))
     assert "largest |value|" in compare[11]
 
     # another class re-explains from the session state: no new detection, one more cache entry per model
@@ -91,7 +93,7 @@ def test_bad_inputs_give_messages_not_exceptions(app, bad_files):
     out = app.on_analyze(str(bad_files["no_face"]), False, "predicted")
     assert "no face" in out[0].lower() and out[3] is not None and not out[3].faces
     whole = app.on_analyze(str(bad_files["no_face"]), True, "predicted")  # whole picture as one face
-    assert len(whole[3].faces) == 1 and isinstance(whole[5], np.ndarray)
+    assert len(whole[3].faces) == 1 and list(whole[5]) == list(CLASSES)
     assert app.on_select(None, "1", "happy")[0].startswith("⚠️")
 
 

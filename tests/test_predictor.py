@@ -15,7 +15,8 @@ from fer_explain.classes import CLASSES
 from fer_explain.config import ModelConfig, Preprocessing
 from fer_explain.errors import UserError
 from fer_explain.model import build_model
-from fer_explain.predictor import FaceExplanation, Predictor, pick_device
+from fer_explain.device import pick_device
+from fer_explain.predictor import FaceExplanation, Predictor
 from fer_explain.transforms import eval_transform
 
 
