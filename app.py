@@ -20,7 +20,6 @@ import gradio as gr
 
 from fer_explain import app_views as views
 from fer_explain import model_card
-from fer_explain.classes import CLASSES
 from fer_explain.errors import UserError
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"

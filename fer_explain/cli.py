@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
-from fer_explain.errors import UserError
+from fer_explain.errors import run_command
 
 # command -> (module, one-line help)
 COMMANDS = {
@@ -27,11 +26,4 @@ def main(argv: list[str] | None = None) -> int:
         # argument definitions import only light modules, so `--help` stays fast
         importlib.import_module(module_name).add_arguments(p)
     args = parser.parse_args(argv)
-    try:
-        return importlib.import_module(args._module).run(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(lambda: importlib.import_module(args._module).run(args))

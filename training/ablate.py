@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from fer_explain.errors import UserError
+from fer_explain.errors import UserError, run_command
 from training.recipe import CHOICES
 
 # variant -> (description, training flags); the paper's Table III rows plus the class-weighting ablation
@@ -113,15 +113,12 @@ def main(args: argparse.Namespace) -> dict:
 
 def cli(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    try:
+
+    def run() -> int:
         main(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to continue the study", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return run_command(run, "rerun the same command to continue the study")
 
 
 if __name__ == "__main__":

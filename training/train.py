@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fer_explain.errors import UserError
+from fer_explain.errors import UserError, run_command
 from training.recipe import CHOICES, load_recipe
 
 SCORE_KEYS = {"val_accuracy": "accuracy", "val_mean_class_accuracy": "mean_class_accuracy",
@@ -279,21 +279,19 @@ def main(args: argparse.Namespace) -> TrainingResult:
 
 def cli(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    try:
+
+    def run() -> int:
         result = main(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(json.dumps({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
+                              "val_accuracy": result.best_validation["accuracy"]}))
+        return 0
+
+    try:
+        return run_command(run, "rerun the same command to resume")
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
-                          "val_accuracy": result.best_validation["accuracy"]}))
-    return 0
 
 
 if __name__ == "__main__":
