@@ -18,7 +18,8 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fer_explain", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fer_explain",
+                                     description="fer-explain: facial emotion recognition and its explanations")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
