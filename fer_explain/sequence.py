@@ -24,7 +24,10 @@ class BiLSTMReader(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token outputs (B, T, 2*hidden) and the pooled vector [h_forward_last; h_backward_last] (B, 2*hidden)."""
-        outputs, (h_n, _) = self.lstm(tokens)
+        # float32 even under autocast: CUDA autocast runs the cuDNN LSTM in fp16 whatever the autocast dtype, and
+        # bf16 training has no loss scaling to keep its fp16 gradients from underflowing. The LSTM is ~7% of FLOPs.
+        with torch.autocast(tokens.device.type, enabled=False):
+            outputs, (h_n, _) = self.lstm(tokens.float())
         return outputs, torch.cat([h_n[-2], h_n[-1]], dim=1)
 
 
