@@ -78,23 +78,33 @@ def problem(error: Exception, toast: bool = True) -> str:
 N_EXPLAIN, N_COMPARE = 8, 12
 
 
+def explain_cleared(message: str) -> list:
+    """The Explain tab's 8 outputs with only a message: images emptied, the faithfulness table too."""
+    return [message] + [None] * (N_EXPLAIN - 2) + [[]]
+
+
+def compare_cleared(message: str) -> list:
+    """The Compare tab's 12 outputs with only a message (summary first, difference text last)."""
+    return [message] + [None] * (N_COMPARE - 2) + [""]
+
+
 def face_outputs(analysis, face, target) -> list:
     """The Explain tab's 8 outputs and the Compare tab's 12 for one face and class."""
     try:
         v = views.explain_view(MODELS, analysis, face, target)
         out = [v.summary, v.bars, v.spatial, v.token_overlay, v.token_grid, v.regions, v.gradcam, v.faithfulness]
     except Exception as e:
-        out = [problem(e)] + [None] * (N_EXPLAIN - 2) + [[]]
+        out = explain_cleared(problem(e))
     try:
         c = views.compare_view(MODELS, analysis, face, target)
         out += [c.summary, *c.main, *c.baseline, c.difference_overlay, c.difference_grid, c.difference_text]
     except Exception as e:
-        out += [problem(e, toast=MODELS.baseline is not None)] + [None] * (N_COMPARE - 2) + [""]
+        out += compare_cleared(problem(e, toast=MODELS.baseline is not None))
     return out
 
 
 def empty_outputs(message: str) -> list:
-    return [message] + [None] * (N_EXPLAIN - 2) + [[]] + [""] + [None] * (N_COMPARE - 2) + [""]
+    return explain_cleared(message) + compare_cleared("")
 
 
 def on_analyze(image, whole_image, target):

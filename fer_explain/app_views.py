@@ -28,7 +28,7 @@ METHOD_TITLES = {"spatial_attention": "Spatial attention (eq. 2)", "token_salien
 MAX_FACES = 20
 # Deletion/insertion in the app: 7 tokens (one grid row's worth) per step and 2 random orders, about 8x fewer
 # Bi-LSTM passes than the `explain` command's 1 token per step and 3 orders, so a page answers in time on a CPU.
-FAITHFULNESS = {"tokens_per_step": 7, "n_random": 2}
+FAITHFULNESS = {"faithfulness_step": 7, "faithfulness_random": 2}
 NO_MODEL = ("No model checkpoint is loaded, so nothing can be predicted. Train one (see training/) and put it in "
             "checkpoints/, or start the app with --checkpoint FILE (or FER_CHECKPOINT=hf://owner/repo/file).")
 
@@ -115,13 +115,18 @@ def notices_markdown(analysis: Analysis) -> str:
     return "\n\n".join(lines)
 
 
+def _prediction_text(face) -> str:
+    """"happy 0.87": a face's label and its probability, as the dropdown and the photo's boxes show it."""
+    return f"{face.prediction.label} {face.prediction.probabilities[face.prediction.label_index]:.2f}"
+
+
 def face_choices(analysis: Analysis) -> list[str]:
-    return [f"Face {f.index + 1}: {f.prediction.label} {f.prediction.probabilities[f.prediction.label_index]:.2f}"
-            for f in analysis.faces]
+    return [f"Face {f.index + 1}: {_prediction_text(f)}" for f in analysis.faces]
 
 
 def face_index(choice, analysis: Analysis) -> int:
-    """Dropdown value ("Face 2: happy 0.87", "2" or 1) -> 0-based index, checked."""
+    """Dropdown value ("Face 2: happy 0.87", "2" or 2: all 1-based, as the page numbers faces) -> 0-based index,
+    checked."""
     n = len(analysis.faces)
     if n == 0:
         raise UserError("no face in this photo; tick 'whole image' to classify the whole picture as one face")
@@ -129,8 +134,9 @@ def face_index(choice, analysis: Analysis) -> int:
         return 0
     text = str(choice).split(":")[0].replace("Face", "").strip()
     try:
-        index = int(text) - 1 if isinstance(choice, str) else int(choice)
-    except ValueError:
+        # an API client may send the number itself; it counts from 1 like the labels, not from 0
+        index = (int(text) if isinstance(choice, str) else int(choice)) - 1
+    except (ValueError, TypeError, OverflowError):
         raise UserError(f"unknown face {choice!r}; choose one of 1..{n}") from None
     if not 0 <= index < n:
         raise UserError(f"face {index + 1} does not exist; this photo has {n} face(s)")
@@ -150,10 +156,8 @@ def target_name(target) -> str | None:
 def annotated_photo(analysis: Analysis) -> np.ndarray:
     from fer_explain.render import annotate_image
 
-    boxes = [f.crop.box for f in analysis.faces if f.crop.box is not None]
-    labels = [f"{f.prediction.label} {f.prediction.probabilities[f.prediction.label_index]:.2f}"
-              for f in analysis.faces if f.crop.box is not None]
-    return np.asarray(annotate_image(analysis.result.image, boxes, labels))
+    boxed = [f for f in analysis.faces if f.crop.box is not None]  # a whole-image face has no box to draw
+    return annotate_image(analysis.result.image, [f.crop.box for f in boxed], [_prediction_text(f) for f in boxed])
 
 
 def _explain(predictor, key: str, analysis: Analysis, index: int, prediction, target: str | None,
@@ -162,16 +166,11 @@ def _explain(predictor, key: str, analysis: Analysis, index: int, prediction, ta
 
     Faithfulness uses the coarser, interactive settings of FAITHFULNESS; the baseline (whose faithfulness the page
     does not show) skips it."""
-    from fer_explain.explain.faithfulness import deletion_insertion
-
     cache_key = (key, index, target if target is not None else prediction.label)
     if cache_key not in analysis.explanations:
         # a method the model cannot give (spatial attention when ablated) comes back in `.unavailable`
-        explanation = predictor.explain(prediction, target=target, methods=METHODS, faithfulness=False)
-        if faithfulness and explanation.maps:
-            explanation.faithfulness = deletion_insertion(
-                predictor.model, prediction.attended, explanation.target_index,
-                {m: e.grid for m, e in explanation.maps.items()}, **FAITHFULNESS)
+        explanation = predictor.explain(prediction, target=target, methods=METHODS, faithfulness=faithfulness,
+                                        **FAITHFULNESS)
         analysis.explanations[cache_key] = explanation
     return analysis.explanations[cache_key]
 
@@ -236,13 +235,6 @@ def class_probabilities(probabilities, classes) -> dict[str, float]:
     return {name: float(p) for name, p in zip(classes, np.asarray(probabilities))}
 
 
-def normalised_token_map(grid) -> np.ndarray:
-    """A signed map divided by its largest |value| (all-zero maps stay zero): [-1, 1], sign kept."""
-    grid = np.asarray(grid, dtype=np.float64)
-    peak = float(np.abs(grid).max())
-    return grid / peak if peak > 0 else grid
-
-
 @dataclass
 class CompareView:
     summary: str  # Markdown: both predictions, agree or not, which class the maps explain
@@ -256,7 +248,7 @@ class CompareView:
 def compare_view(models: LoadedModels, analysis: Analysis, face=None, target=None) -> CompareView:
     """Both models on the same face. Both are explained for the SAME class (the chosen one, or the Bi-LSTM's
     prediction) so that their maps answer the same question."""
-    from fer_explain.render import grid_figure, overlay_heatmap
+    from fer_explain.render import grid_figure, normalise_grid, overlay_heatmap
 
     require_models(models)
     if models.baseline is None or analysis.baseline_predictions is None:
@@ -282,10 +274,11 @@ def compare_view(models: LoadedModels, analysis: Analysis, face=None, target=Non
     diff_overlay = diff_grid = None
     diff_text = "Token saliency is missing for one of the models."
     if "token_saliency" in main_exp.maps and "token_saliency" in base_exp.maps:
-        diff = (normalised_token_map(main_exp.maps["token_saliency"].grid)
-                - normalised_token_map(base_exp.maps["token_saliency"].grid))
-        diff_overlay = overlay_heatmap(display, diff.astype(np.float32), signed=True)
-        diff_grid = grid_figure(diff.astype(np.float32), True, "Bi-LSTM minus baseline (each map / its max |value|)")
+        # the module docstring's normalisation: each signed map / its own largest |value|
+        diff = (normalise_grid(main_exp.maps["token_saliency"].grid, signed=True)
+                - normalise_grid(base_exp.maps["token_saliency"].grid, signed=True))
+        diff_overlay = overlay_heatmap(display, diff, signed=True)
+        diff_grid = grid_figure(diff, True, "Bi-LSTM minus baseline (each map / its max |value|)")
         diff_text = (f"Each token map is divided by its own largest |value| (range [-1, 1]), then baseline is "
                      f"subtracted from Bi-LSTM (range [-2, 2]). Red: the Bi-LSTM relies more on this cell. "
                      f"Largest differences ({SIDE_CONVENTION}): {describe_regions(diff, k=3)}")
@@ -310,7 +303,7 @@ def live_view(models: LoadedModels, frame, max_side: int = 480) -> tuple[str, np
     result = analyze_image(models.main, image, max_faces=5)
     if not result.faces:
         return "no face in view", None
-    face = max(result.faces, key=lambda f: (f.crop.box.x1 - f.crop.box.x0) if f.crop.box is not None else 0)
+    face = max(result.faces, key=lambda f: f.crop.box.area if f.crop.box is not None else 0)
     pred = face.prediction
     top = np.argsort(-np.asarray(pred.probabilities))[:3]
     label = " · ".join(f"{'**' if i == top[0] else ''}{models.main.classes[i]} {pred.probabilities[i]:.0%}"

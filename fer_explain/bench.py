@@ -79,46 +79,45 @@ def measure(predictor, runs: int = 50, warmup: int = 3, batch: int = 64, methods
     generator = torch.Generator().manual_seed(0)
     faces = torch.randint(0, 256, (batch, channels, size, size), dtype=torch.uint8, generator=generator)
     one = faces[:1]
-    sync = torch.cuda.synchronize if predictor.device.type == "cuda" else (lambda: None)
+    # the predictor's own device: a bare torch.cuda.synchronize() waits on the current device, maybe another one
+    sync = (lambda: torch.cuda.synchronize(predictor.device)) if predictor.device.type == "cuda" else (lambda: None)
     prediction = predictor.predict(one)[0]
     if prediction.spatial_attention is None:  # a model without eq. (2) has no attention map to time
         methods = [m for m in methods if m != "spatial_attention"]
-    three = tuple(m for m in THREE if m != "spatial_attention" or prediction.spatial_attention is not None)
+        three = tuple(m for m in THREE if m != "spatial_attention")
+    else:
+        three = THREE
 
-    rows = _Rows(on_row)
-    rows.append(_summary("predict", 1, _timings(lambda: predictor.predict(one), runs, warmup, sync)))
+    rows = []
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
+    add(_summary("predict", 1, _timings(lambda: predictor.predict(one), runs, warmup, sync)))
     for method in methods:
-        rows.append(_summary(f"explain: {method}", 1, _timings(
+        add(_summary(f"explain: {method}", 1, _timings(
             lambda m=method: predictor.explain(prediction, methods=(m,), faithfulness=False), runs, warmup, sync)))
-    rows.append(_summary("explain: " + " + ".join(three), 1, _timings(
+    add(_summary("explain: " + " + ".join(three), 1, _timings(
         lambda: predictor.explain(prediction, methods=three, faithfulness=False), runs, warmup, sync)))
-    rows.append(_summary("explain: three + faithfulness", 1, _timings(
+    add(_summary("explain: three + faithfulness", 1, _timings(
         lambda: predictor.explain(prediction, methods=three, faithfulness=True), max(5, runs // 5), 1, sync)))
-    batch_times = _timings(lambda: predictor.predict(faces), max(3, runs // 10), 1, sync)
-    row = _summary("predict", batch, batch_times)
+    row = _summary("predict", batch, _timings(lambda: predictor.predict(faces), max(3, runs // 10), 1, sync))
     row["faces_per_s"] = batch / (row["median_ms"] / 1000.0)
-    rows.append(row)
-    return list(rows)
+    add(row)
+    return rows
 
 
-class _Rows(list):
-    def __init__(self, on_row):
-        super().__init__()
-        self.on_row = on_row
-
-    def append(self, row):
-        super().append(row)
-        if self.on_row is not None:
-            self.on_row(row)
+def _format_row(r: dict) -> str:
+    fps = f"{r['faces_per_s']:8.1f}" if "faces_per_s" in r else f"{'':>8}"
+    return (f"{r['name']:<52} {r['batch']:>5} {r['n']:>4} {r['median_ms']:>10.1f} {r['p90_ms']:>9.1f} "
+            f"{r['per_face_ms']:>8.1f} {fps}")
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'measurement':<52} {'batch':>5} {'n':>4} {'median ms':>10} {'p90 ms':>9} {'ms/face':>8} {'faces/s':>8}"]
-    for r in rows:
-        fps = f"{r['faces_per_s']:8.1f}" if "faces_per_s" in r else f"{'':>8}"
-        lines.append(f"{r['name']:<52} {r['batch']:>5} {r['n']:>4} {r['median_ms']:>10.1f} {r['p90_ms']:>9.1f} "
-                     f"{r['per_face_ms']:>8.1f} {fps}")
-    return "\n".join(lines)
+    header = f"{'measurement':<52} {'batch':>5} {'n':>4} {'median ms':>10} {'p90 ms':>9} {'ms/face':>8} {'faces/s':>8}"
+    return "\n".join([header, *map(_format_row, rows)])
 
 
 def run(args) -> int:
@@ -128,8 +127,12 @@ def run(args) -> int:
 
     if args.checkpoint and args.backbone:
         raise UserError("give either --checkpoint or --backbone (a random-init model), not both")
-    if args.runs < 1 or args.batch < 1 or args.warmup < 0:
-        raise UserError("--runs and --batch must be at least 1, --warmup at least 0")
+    if args.runs < 1 or args.batch < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        raise UserError("--runs, --batch and --threads must be at least 1, --warmup at least 0")
+    if args.json and not Path(args.json).parent.is_dir():
+        raise UserError(f"folder of --json does not exist: {Path(args.json).parent}")
+    from fer_explain.explain import check_methods
+    methods = tuple(check_methods(args.methods))  # before the model loads and the first rows are timed
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.backbone:
@@ -143,12 +146,12 @@ def run(args) -> int:
     random_init = bool(args.backbone)
     load_before = os.getloadavg()
     start = time.perf_counter()
-    name = getattr(predictor, "name", None) or f"{predictor.config.backbone} {predictor.config.variant}"
+    name = predictor.name
     print(f"model: {name}" + (" (random init: speed does not depend on the weights)" if random_init else
                               f" ({source})"))
     print(format_table([]), flush=True)  # the header; each row is printed as soon as it is measured
-    rows = measure(predictor, args.runs, args.warmup, args.batch, tuple(args.methods),
-                   on_row=lambda row: print(format_table([row]).splitlines()[1], flush=True))
+    rows = measure(predictor, args.runs, args.warmup, args.batch, methods,
+                   on_row=lambda row: print(_format_row(row), flush=True))
     load_after = os.getloadavg()
     print(f"device: {predictor.device}, precision: {predictor.precision}, torch threads: {torch.get_num_threads()}, CPU cores: {os.cpu_count()}, "
           f"load average (1 min) before/after: {load_before[0]:.2f}/{load_after[0]:.2f}")

@@ -160,10 +160,7 @@ def _model_from_args(args, device):
 
     if args.checkpoint:
         from fer_explain.checkpoint import load_checkpoint
-        try:
-            return load_checkpoint(args.checkpoint, device).model
-        except ValueError as e:  # e.g. an unknown backbone name in the stored config
-            raise UserError(f"{args.checkpoint}: cannot build the model from its config ({e})") from None
+        return load_checkpoint(args.checkpoint, device).model  # a bad stored config is already a UserError there
     from fer_explain.backbones import BACKBONES
     from fer_explain.config import ModelConfig
     from fer_explain.model import build_model

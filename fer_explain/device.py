@@ -25,6 +25,8 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
         raise UserError(f"unsupported device {device!r}; expected auto, cpu or cuda")
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise UserError("device cuda was asked for but CUDA is not available here; use --device cpu or auto")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise UserError(f"device {chosen} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return chosen
 
 

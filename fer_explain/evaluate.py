@@ -81,10 +81,7 @@ def _load(args, device):
     from fer_explain.checkpoint import load_checkpoint
     from fer_explain.data import load_split
 
-    try:
-        ckpt = load_checkpoint(args.checkpoint, device)
-    except ValueError as e:  # e.g. an unknown backbone name in the stored config
-        raise UserError(f"{args.checkpoint}: cannot build the model from its config ({e})") from None
+    ckpt = load_checkpoint(args.checkpoint, device)  # a bad stored config is already a UserError there
     if tuple(ckpt.config.classes) != CLASSES:
         raise UserError(f"{ckpt.path}: its classes {list(ckpt.config.classes)} are not this project's "
                         f"{list(CLASSES)} (same names, same order)")

@@ -69,21 +69,24 @@ def run(args) -> int:
         raise UserError("--max-faces must be at least 1")
     image = load_image(args.image)
     out = Path(args.out) if args.out else Path("explanations") / Path(args.image).stem
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out is a folder to write into; {out} is a file")
     checkpoint = args.checkpoint or default_checkpoint()
 
-    from fer_explain.explain import EXPLAINERS
+    from fer_explain.explain import check_methods
     from fer_explain.predictor import Predictor
     from fer_explain.render import annotate_image, explanation_panel
-    unknown = [m for m in args.methods if m not in EXPLAINERS]
-    if unknown:
-        raise UserError(f"unknown --methods {', '.join(unknown)}; expected some of: {', '.join(EXPLAINERS)}")
+    methods = tuple(check_methods(args.methods))
     predictor = Predictor(checkpoint, device=args.device, precision=args.precision)
 
     result = analyze_image(predictor, image, whole_image=args.whole_image, max_faces=args.max_faces)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. no permission, or a file where a parent folder should be
+        raise UserError(f"cannot create the output folder {out}: {e.strerror or e}") from None
     records = []
     for face in result.faces:
-        explanation = predictor.explain(face.prediction, target=target, methods=tuple(args.methods),
+        explanation = predictor.explain(face.prediction, target=target, methods=methods,
                                         faithfulness=not args.no_faithfulness)
         records.append(explanation_record(face, explanation, predictor.classes))
         _save_png(explanation_panel(face.crop.display, face.prediction, explanation, predictor.classes),
@@ -92,8 +95,8 @@ def run(args) -> int:
     labels = [f"{f.prediction.label} {float(f.prediction.probabilities[f.prediction.label_index]):.2f}" for f in boxed]
     _save_png(annotate_image(result.image, [f.crop.box for f in boxed], labels), out / "annotated.png")
     report = {"faces": records, "notices": result.notices, "checkpoint": str(checkpoint),
-              "model": getattr(predictor, "name", None), "target": target or "predicted",
-              "methods": list(args.methods), "image": str(args.image)}
+              "model": predictor.name, "target": target or "predicted",
+              "methods": list(methods), "image": str(args.image)}
     (out / "explanation.json").write_text(compact_json(report) + "\n")
 
     for notice in result.notices:

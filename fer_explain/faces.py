@@ -79,7 +79,11 @@ class FaceDetector:
             boxes = [_to_box(r, s, scale, image.size) for r, s in zip(rects, scores)]
             if boxes:
                 break
-        return sorted(boxes, key=lambda b: (b.x0, b.y0))
+        return sorted(boxes, key=_left_to_right)
+
+
+def _left_to_right(box: FaceBox) -> tuple[int, int]:
+    return box.x0, box.y0
 
 
 def _to_box(rect, score: float, scale: float, size: tuple[int, int]) -> FaceBox:
@@ -130,21 +134,22 @@ def square_region(box: FaceBox | None, size: tuple[int, int], margin: float) -> 
     return x0, y0, x0 + side, y0 + side
 
 
-def _cut_padded(rgb: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
-    """The region of an (H,W,3) array; parts outside the image repeat its edge pixels."""
+def _cut_padded(image: Image.Image, region: tuple[int, int, int, int]) -> np.ndarray:
+    """The region of the image as uint8 RGB (H,W,3); parts outside the image repeat its edge pixels."""
     x0, y0, x1, y1 = region
-    h, w = rgb.shape[:2]
+    w, h = image.size
     # clipped to the image, never empty (a region wholly outside would repeat the nearest edge pixel)
     cx0, cy0 = min(max(x0, 0), w - 1), min(max(y0, 0), h - 1)
     cx1, cy1 = max(min(x1, w), cx0 + 1), max(min(y1, h), cy0 + 1)
     pad = ((max(0, cy0 - y0), max(0, y1 - cy1)), (max(0, cx0 - x0), max(0, x1 - cx1)), (0, 0))
-    return np.pad(rgb[cy0:cy1, cx0:cx1], pad, mode="edge")
+    # only the face's part is copied and converted, not the whole photo (once per face, on the app's request path)
+    inside = np.asarray(image.crop((cx0, cy0, cx1, cy1)).convert("RGB"))
+    return np.pad(inside, pad, mode="edge")
 
 
 def crop_face(image: Image.Image, box: FaceBox | None, pre: Preprocessing) -> FaceCrop:
     """The model's input and a colour display crop for one face (None: the whole image's centre square)."""
-    rgb = np.asarray(image.convert("RGB"))
-    square = Image.fromarray(_cut_padded(rgb, square_region(box, image.size, pre.crop_margin)))
+    square = Image.fromarray(_cut_padded(image, square_region(box, image.size, pre.crop_margin)))
     size = pre.source_size or pre.image_size
     model_image = square.convert("L") if pre.grayscale else square
     # LANCZOS on a downscale averages over the whole footprint (antialiased), as the 48x48 FER images were made
@@ -178,5 +183,5 @@ def find_faces(image, pre: Preprocessing, whole_image: bool = False, max_faces: 
         return FaceSearch([], notices, image)
     if len(boxes) > max_faces:
         notices.append(f"Found {len(boxes)} faces; kept the {max_faces} largest.")
-        boxes = sorted(sorted(boxes, key=lambda b: -b.area)[:max_faces], key=lambda b: (b.x0, b.y0))
+        boxes = sorted(sorted(boxes, key=lambda b: -b.area)[:max_faces], key=_left_to_right)
     return FaceSearch([crop_face(image, b, pre) for b in boxes], notices, image)

@@ -60,7 +60,11 @@ def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
             raise UserError(f"{label}: is a folder, not an image")
         if path.stat().st_size == 0:
             raise UserError(f"{label}: empty file")
-        with path.open("rb") as f:
+        try:
+            f = path.open("rb")
+        except OSError as e:  # unreadable (permissions, a socket, ...): one line, not a trace
+            raise UserError(f"{label}: cannot open ({_one_line(e)})") from None
+        with f:
             return _decode(f, label)
     raise UserError(f"{name or 'image'}: cannot read an image from a {type(source).__name__}")
 
@@ -136,6 +140,8 @@ def _from_array(a: np.ndarray, label: str) -> Image.Image:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
         raise UserError(f"{label}: expected an array of shape (H, W), (H, W, 3) or (H, W, 4), got {a.shape}")
+    if not (a.dtype == bool or np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise UserError(f"{label}: expected an array of numbers (integers or floats), got dtype {a.dtype}")
     _check_size((a.shape[1], a.shape[0]), label)
     a = _to_uint8(np.ascontiguousarray(a))
     return Image.fromarray(a)  # uint8 (H,W) / (H,W,3) / (H,W,4) -> L / RGB / RGBA

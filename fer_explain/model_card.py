@@ -46,20 +46,6 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def parameter_count(predictor) -> int:
-    return int(sum(p.numel() for p in predictor.model.parameters()))
-
-
-def checkpoint_metadata(predictor) -> dict:
-    """The metadata stored in the loaded checkpoint's header (model.json's content); {} if it cannot be re-read."""
-    from fer_explain.checkpoint import read_metadata
-
-    try:
-        return read_metadata(predictor.checkpoint_path)
-    except Exception:  # the card must render even if the file changed since it was loaded
-        return {}
-
-
 def _metrics_table(metadata: dict) -> list[str]:
     rows = []
     for split in ("validation", "test"):
@@ -76,26 +62,27 @@ def checkpoint_section(kind: str, predictor) -> str:
     """Markdown for one loaded checkpoint: architecture, preprocessing, data and the figures stored with it."""
     if predictor is None:
         return f"### {kind}\n\nNot loaded."
-    meta = checkpoint_metadata(predictor)
+    meta = predictor.metadata
     config = predictor.config
     pre = predictor.preprocessing
     lines = [f"### {kind}: {predictor.name}", "", f"File: `{predictor.checkpoint_path}`", "",
              "| property | value |", "|---|---|",
              f"| backbone | {config.backbone} |", f"| variant | {config.variant} |",
              f"| channel / spatial attention | {config.channel_attention} / {config.spatial_attention} |",
-             f"| parameters (counted) | {parameter_count(predictor) / 1e6:.1f} M |",
+             f"| parameters (counted) | {predictor.num_parameters / 1e6:.1f} M |",
              f"| input | {'gray' if pre.grayscale else 'colour'}, {pre.source_size or pre.image_size} px, "
              f"resized to {pre.image_size} |"]
     data = meta.get("data")
     if isinstance(data, dict):
         lines.append(f"| data | {data.get('format', '?')} at `{data.get('root', '?')}` |")
-    lines += _metrics_table(meta)
+    metrics = _metrics_table(meta)
+    lines += metrics
     training = meta.get("training")
     if isinstance(training, dict) and "best_epoch" in training:
         lines.append(f"| best epoch | {training['best_epoch']} |")
     if meta.get("git_commit"):
         lines.append(f"| git commit | `{str(meta['git_commit'])[:12]}` |")
-    if not _metrics_table(meta):
+    if not metrics:
         lines += ["", "No validation or test figures are stored in this checkpoint."]
     return "\n".join(lines)
 
@@ -105,12 +92,10 @@ def results_markdown(results_dir: str | Path = RESULTS_DIR) -> str:
     training/ablate.py (JSON shown raw when its Markdown twin is missing), or a note that there are none yet."""
     results_dir = Path(results_dir)
     files = sorted(results_dir.glob("ablation_*.md")) if results_dir.is_dir() else []
-    parts = []
-    for path in files:
-        parts.append(f"#### From `results/{path.name}`\n\n{path.read_text(errors='replace').strip()}")
+    parts = [f"#### From `results/{path.name}`\n\n{path.read_text(errors='replace').strip()}" for path in files]
     md_stems = {p.stem for p in files}
     for path in sorted(results_dir.glob("ablation_*.json")) if results_dir.is_dir() else []:
-        if path.stem in md_stems:
+        if path.stem in md_stems:  # shown above as its Markdown twin
             continue
         try:
             text = json.dumps(json.loads(path.read_text()), indent=1)[:6000]
@@ -147,8 +132,8 @@ def model_card_markdown(models, checkpoint_dir: str | Path = CHECKPOINT_DIR,
     claims = "\n".join(f"| {name} | {value} |" for name, value in PAPER_CLAIMS)
     ours = []
     if models.main is not None:
-        ours.append(f"| Parameters of the loaded Bi-LSTM model (counted) | {parameter_count(models.main) / 1e6:.1f} M |")
-        for row in _metrics_table(checkpoint_metadata(models.main)):
+        ours.append(f"| Parameters of the loaded Bi-LSTM model (counted) | {models.main.num_parameters / 1e6:.1f} M |")
+        for row in _metrics_table(models.main.metadata):
             ours.append(row.replace("| ", "| Bi-LSTM ", 1))
     ours_text = "\n".join(ours) if ours else "| (no model loaded) | |"
     readme = Path(checkpoint_dir) / "README.md"

@@ -57,7 +57,8 @@ def analyze_many(predictor, images: Iterable[tuple[Any, Any]], whole_image: bool
                  batch_size: int = 64) -> Iterator[tuple[Any, ImageResult]]:
     """(key, image) pairs -> (key, ImageResult) in the same order; faces of consecutive images share predict batches.
 
-    Results are held back only until their batch is full (or the input ends), so a long video streams.
+    Results are held back only until their batch is full (or the input ends), so a long video streams; at most
+    `batch_size` images wait at once, so frames without faces do not pile up (each holds its decoded image).
     """
     from fer_explain.faces import find_faces, to_tensor
 
@@ -66,6 +67,7 @@ def analyze_many(predictor, images: Iterable[tuple[Any, Any]], whole_image: bool
     pending_faces = 0
 
     def flush():
+        nonlocal pending_faces
         crops = [crop for _, search in pending for crop in search.faces]
         predictions = predictor.predict(to_tensor(crops)) if crops else []
         done, start = [], 0
@@ -76,6 +78,7 @@ def analyze_many(predictor, images: Iterable[tuple[Any, Any]], whole_image: bool
             done.append((key, ImageResult(search.image, faces, list(search.notices))))
             start += n
         pending.clear()
+        pending_faces = 0
         return done
 
     for key, image in images:
@@ -83,9 +86,9 @@ def analyze_many(predictor, images: Iterable[tuple[Any, Any]], whole_image: bool
         search = find_faces(image, predictor.preprocessing, whole_image=whole_image, max_faces=max_faces)
         pending.append((key, search))
         pending_faces += len(search.faces)
-        if pending_faces >= batch_size:
+        # nothing for the model yet (face-less images so far): yield at once rather than hold their images
+        if pending_faces == 0 or pending_faces >= batch_size or len(pending) >= batch_size:
             yield from flush()
-            pending_faces = 0
     if pending:
         yield from flush()
 

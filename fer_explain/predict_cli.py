@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _rows_for(key, result, classes) -> list[dict]:
-    """The output rows of one image or video frame."""
+    """The output rows of one image or video frame (the values of `pipeline.face_record`, box as "x0 y0 x1 y1")."""
+    from fer_explain.pipeline import face_record
+
     file, frame, time_s = key
     base = {"file": file, "frame": frame, "time_s": None if time_s is None else round(float(time_s), 3)}
     note = "; ".join(result.notices) or None
@@ -44,13 +46,12 @@ def _rows_for(key, result, classes) -> list[dict]:
                  **{c: None for c in classes}, "note": note or "no face found"}]
     rows = []
     for face in result.faces:
-        box = face.crop.box
-        probs = [float(p) for p in face.prediction.probabilities]
+        record = face_record(face, classes)
+        box = record["box"]
         face_note = note if box is not None else "; ".join(filter(None, [note, "whole image (no face detected)"]))
-        rows.append({**base, "face": face.index,
-                     "box": None if box is None else f"{int(box.x0)} {int(box.y0)} {int(box.x1)} {int(box.y1)}",
-                     "label": face.prediction.label, "score": round(probs[face.prediction.label_index], 6),
-                     **{c: round(p, 6) for c, p in zip(classes, probs)}, "note": face_note})
+        rows.append({**base, "face": record["face"], "box": None if box is None else " ".join(map(str, box)),
+                     "label": record["label"], "score": record["score"], **record["probabilities"],
+                     "note": face_note})
     return rows
 
 
@@ -59,11 +60,8 @@ def _timeline_point(result, n_classes):
     import numpy as np
     if not result.faces:
         return np.full(n_classes, np.nan)
-
-    def area(face):
-        box = face.crop.box
-        return 0 if box is None else (box.x1 - box.x0) * (box.y1 - box.y0)
-    return np.asarray(max(result.faces, key=area).prediction.probabilities, dtype=float)
+    largest = max(result.faces, key=lambda face: 0 if face.crop.box is None else face.crop.box.area)
+    return np.asarray(largest.prediction.probabilities, dtype=float)
 
 
 def _write_timelines(timelines: dict, out: Path, classes) -> list[Path]:
@@ -168,6 +166,8 @@ def run(args) -> int:
     fmt = args.format or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")
     if out is not None and not out.parent.is_dir():
         raise UserError(f"output folder does not exist: {out.parent}")
+    if out is not None and out.is_dir():  # caught now, not when writing after every file was analysed
+        raise UserError(f"--out is a file to write; {out} is a folder")
     checkpoint = args.checkpoint or default_checkpoint()
     if not str(checkpoint).startswith("hf://"):
         from fer_explain.checkpoint import resolve_checkpoint_path

@@ -18,7 +18,7 @@ from fer_explain.checkpoint import Checkpoint, load_checkpoint
 from fer_explain.classes import canonical_class
 from fer_explain.device import pick_device, prepare_for_inference
 from fer_explain.errors import UserError
-from fer_explain.explain import EXPLAINERS, Explanation, ExplanationUnavailable
+from fer_explain.explain import EXPLAINERS, Explanation, ExplanationUnavailable, check_methods
 from fer_explain.explain.faithfulness import deletion_insertion
 from fer_explain.transforms import eval_transform
 
@@ -61,6 +61,9 @@ class Predictor:
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, self.device)
         # frozen: explanations differentiate w.r.t. the attended map only, so no weight gradient is computed or
         # accumulated into shared .grad tensors by concurrent calls
+        # counted before inference preparation folds BatchNorm into the convolutions (the model as defined)
+        self.num_parameters = sum(p.numel() for p in ckpt.model.parameters())
+        self.metadata = ckpt.metadata
         self.model = prepare_for_inference(ckpt.model, self.device).requires_grad_(False)
         self.config, self.preprocessing, self.checkpoint_path = ckpt.config, ckpt.preprocessing, ckpt.path
         self.classes = tuple(self.config.classes)
@@ -119,7 +122,7 @@ class Predictor:
         probabilities = out.probabilities.float().cpu().numpy()
         b, t, c = out.tokens.shape
         side = int(round(t ** 0.5))
-        attended = out.tokens.transpose(1, 2).reshape(b, c, side, side).float().clone()
+        attended = out.tokens.transpose(1, 2).reshape(b, c, side, side).to(torch.float32, copy=True)
         weights = None if out.spatial_attention is None else out.spatial_attention.float().cpu().numpy()
         predictions = []
         for i in range(b):
@@ -150,13 +153,10 @@ class Predictor:
 
     def explain(self, prediction: FacePrediction, target: str | int | None = None,
                 methods: Sequence[str] = DEFAULT_METHODS, faithfulness: bool = True,
-                faithfulness_step: int = FAITHFULNESS_TOKENS_PER_STEP) -> FaceExplanation:
+                faithfulness_step: int = FAITHFULNESS_TOKENS_PER_STEP, faithfulness_random: int = 3) -> FaceExplanation:
         """Maps for `target` (default: the predicted class) by each method, and their deletion/insertion scores."""
         index = self.target_index(target, prediction)
-        methods = [methods] if isinstance(methods, str) else list(methods)
-        unknown = [m for m in methods if m not in EXPLAINERS]
-        if unknown:
-            raise UserError(f"unknown explanation method(s) {', '.join(unknown)}; expected {', '.join(EXPLAINERS)}")
+        methods = check_methods(methods)
         attended = prediction.attended.unsqueeze(0)
         target_tensor = torch.tensor([index], device=attended.device)
         weights = None if prediction.spatial_attention is None else prediction.spatial_attention[None]
@@ -169,5 +169,5 @@ class Predictor:
         scores = {}
         if faithfulness and maps:
             scores = deletion_insertion(self.model, prediction.attended, index, {m: e.grid for m, e in maps.items()},
-                                        tokens_per_step=faithfulness_step)
+                                        tokens_per_step=faithfulness_step, n_random=faithfulness_random)
         return FaceExplanation(self.classes[index], index, maps, scores, unavailable)

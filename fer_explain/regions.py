@@ -38,10 +38,6 @@ REGIONS: tuple[str, ...] = tuple(name for row in REGION_NAMES for name in row)
 SIDE_CONVENTION = "left/right as seen by the viewer"
 
 
-def region_name(row: int, col: int) -> str:
-    return REGION_NAMES[row][col]
-
-
 def strongest_regions(grid, k: int = 3, signed: bool = True, against: bool = False) -> list[tuple[str, float]]:
     """The k cells with the strongest values, as (region name, value), strongest first.
 

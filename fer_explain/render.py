@@ -16,8 +16,8 @@ SIGNED_CMAP = "RdBu_r"  # signed maps, centred on 0: red = evidence for the clas
 DPI = 100
 
 
-def _normalise(grid: np.ndarray, signed: bool) -> np.ndarray:
-    """Signed: v / max|v| in [-1, 1]; unsigned: v / max in [0, 1]. All-zero stays zero."""
+def normalise_grid(grid: np.ndarray, signed: bool) -> np.ndarray:
+    """Signed: v / max|v| in [-1, 1], sign kept; unsigned: v / max in [0, 1]. All-zero stays zero; NaN counts as 0."""
     g = np.nan_to_num(np.asarray(grid, dtype=np.float32))
     if signed:
         peak = float(np.abs(g).max(initial=0.0))
@@ -41,7 +41,7 @@ def overlay_heatmap(display_rgb: np.ndarray, grid7x7: np.ndarray, signed: bool =
     if display.ndim == 2:
         display = np.stack([display] * 3, -1)
     h, w = display.shape[:2]
-    values = _normalise(grid7x7, signed)
+    values = normalise_grid(grid7x7, signed)
     # PIL resizes float ("F") images; bilinear keeps the cells' values at their centres
     smooth = np.asarray(Image.fromarray(values).resize((w, h), Image.Resampling.BILINEAR))
     colour = _colours(np.clip(smooth, -1.0, 1.0), signed, cmap) * 255.0
@@ -63,12 +63,11 @@ def _to_array(fig) -> np.ndarray:
 
 def _draw_grid(ax, grid: np.ndarray, signed: bool, title: str) -> None:
     g = np.nan_to_num(np.asarray(grid, dtype=np.float32))
+    scale = float(np.abs(g).max(initial=0.0))
     if signed:
-        peak = float(np.abs(g).max(initial=0.0)) or 1.0
-        image = ax.imshow(g, cmap=SIGNED_CMAP, vmin=-peak, vmax=peak)
+        image = ax.imshow(g, cmap=SIGNED_CMAP, vmin=-(scale or 1.0), vmax=scale or 1.0)
     else:
         image = ax.imshow(g, cmap=UNSIGNED_CMAP, vmin=0.0, vmax=float(g.max(initial=0.0)) or 1.0)
-    scale = float(np.abs(g).max(initial=0.0))
     for (r, c), v in np.ndenumerate(g):
         # dark text on pale cells, white on saturated ones
         strong = abs(v) / scale > 0.6 if scale > 0 else False
@@ -132,8 +131,8 @@ def _box_xyxy(box) -> tuple[int, int, int, int]:
 def annotate_image(image, boxes: Sequence, labels: Sequence[str] = ()) -> np.ndarray:
     """The photo with a numbered box per face (in the order given: left to right from the detector) and
     "n: label 0.87" above it. `boxes` are FaceBox objects or (x0, y0, x1, y1); returns uint8 RGB."""
-    im = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
-    im = im.convert("RGB") if im.mode != "RGB" else im.copy()
+    # convert() always returns a new image: the caller's photo is never drawn on, and copied once
+    im = (image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))).convert("RGB")
     draw = ImageDraw.Draw(im)
     line = max(2, round(max(im.size) / 300))
     font = ImageFont.load_default(size=max(12, round(max(im.size) / 45)))

@@ -7,6 +7,7 @@ Evaluation and inference resize only. Gray images become 3 channels; normalisati
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +22,17 @@ def _as_float3(images: torch.Tensor) -> torch.Tensor:
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
+@lru_cache(maxsize=16)
+def _channel_stats(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(1,3,1,1) mean and std, made once per device: building them from Python floats per batch is a host-to-device
+    copy that synchronises the CUDA stream, i.e. the CPU would wait for the previous training step every batch.
+    Made outside inference mode so that a cached pair also serves inputs that need gradients."""
+    with torch.inference_mode(False):
+        return (torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1))
+
+
 def _normalize(x: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
-    mean = torch.tensor(pre.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(pre.std, device=x.device).view(1, 3, 1, 1)
+    mean, std = _channel_stats(tuple(pre.mean), tuple(pre.std), x.device)
     return (x - mean) / std
 
 

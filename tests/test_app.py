@@ -40,6 +40,19 @@ def test_regions_name_every_token_and_rank_cells():
         strongest_regions(np.zeros((6, 7)))
 
 
+def test_face_choice_numbers_count_from_one():
+    from types import SimpleNamespace
+
+    from fer_explain.app_views import face_index
+    from fer_explain.errors import UserError
+
+    two = SimpleNamespace(faces=[object(), object()])
+    assert [face_index(c, two) for c in ("Face 2: happy 0.87", "2", 2, None, "")] == [1, 1, 1, 0, 0]
+    for bad in (3, "0", "Face x", 0):
+        with pytest.raises(UserError):
+            face_index(bad, two)
+
+
 # ---- building and handlers, no server ------------------------------------------------------------------------------
 def test_blocks_build_with_models_and_api_names(app):
     import gradio as gr

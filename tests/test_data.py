@@ -135,6 +135,10 @@ def test_ferplus_npz_corrupt_archive_is_a_user_error(tmp_path):
     (root / "val.npz").write_bytes(b"garbage")
     with pytest.raises(UserError, match="val.npz"):
         load_split(root, "val")
+    with open(root / "val.npz", "wb") as f:  # a plain .npy array under the archive's name
+        np.save(f, np.zeros((2, 48, 48), np.uint8))
+    with pytest.raises(UserError, match="val.npz"):
+        load_split(root, "val")
 
 
 # ---------------------------------------------------------------- ferplus (PNG folders + label.csv)

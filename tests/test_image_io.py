@@ -120,6 +120,18 @@ def test_other_sources():
     assert np.array_equal(np.asarray(load_image(buf.getvalue())), np.asarray(rgb))
     with pytest.raises(UserError, match="shape"):
         load_image(np.zeros((4, 64, 64, 3), np.uint8))
+    with pytest.raises(UserError, match="numbers"):  # not a traceback from numpy's int conversion
+        load_image(np.full((32, 32), "a", dtype=object))
+
+
+def test_unopenable_file_is_a_user_error(tmp_path, monkeypatch):
+    _noise().save(tmp_path / "locked.png")
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(type(tmp_path), "open", refuse)
+    with pytest.raises(UserError, match="locked.png: cannot open.*Permission denied"):
+        load_image(tmp_path / "locked.png")
 
 
 def test_iter_image_files(tmp_path):

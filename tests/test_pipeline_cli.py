@@ -211,7 +211,8 @@ def test_predict_bad_arguments_are_one_line_errors(checkpoint, inputs, tmp_path)
     (tmp_path / "empty_folder").mkdir()
     for args in (["predict", inputs / "no_face.png", "--checkpoint", tmp_path / "missing.safetensors"],
                  ["predict", tmp_path / "empty_folder", "--checkpoint", checkpoint],
-                 ["predict", inputs / "no_face.png", "--checkpoint", checkpoint, "--every-n", "0"]):
+                 ["predict", inputs / "no_face.png", "--checkpoint", checkpoint, "--every-n", "0"],
+                 ["predict", inputs / "no_face.png", "--checkpoint", checkpoint, "--out", tmp_path]):  # a folder
         proc = run_cli(*args)
         assert_clean(proc)
         assert proc.returncode == 2, (args, proc.stderr)
@@ -275,7 +276,10 @@ def test_explain_bad_inputs_exit_2_with_one_line(checkpoint, inputs, tmp_path):
     sub = inputs / "sub" / "deeper"
     cases = {"unknown target": ["explain", inputs / "gray.png", "--checkpoint", checkpoint, "--target", "boredom",
                                 "--out", tmp_path / "a"],
-             "not an image": ["explain", sub / "not_an_image.png", "--checkpoint", checkpoint, "--out", tmp_path / "b"]}
+             "not an image": ["explain", sub / "not_an_image.png", "--checkpoint", checkpoint, "--out", tmp_path / "b"],
+             "out is a file": ["explain", inputs / "gray.png", "--checkpoint", checkpoint, "--out", inputs / "gray.png"],
+             "unknown method": ["explain", inputs / "gray.png", "--checkpoint", checkpoint, "--methods", "lime",
+                                "--out", tmp_path / "c"]}
     for what, args in cases.items():
         proc = run_cli(*args)
         assert_clean(proc)
@@ -297,3 +301,48 @@ def test_bench_reports_latency_rows_as_json(checkpoint, tmp_path):
         assert row["median_ms"] > 0 and row["p90_ms"] >= row["median_ms"] - 1e-9
     assert result["rows"][-1]["batch"] == 4 and result["rows"][-1]["faces_per_s"] > 0
     assert "median ms" in proc.stdout
+
+
+def test_bench_unknown_method_fails_before_timing(checkpoint):
+    proc = run_cli("bench", "--checkpoint", checkpoint, "--methods", "lime", "--runs", "1")
+    assert_clean(proc)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error:") and "lime" in proc.stderr
+    assert "median ms" not in proc.stdout  # nothing was timed
+
+
+def test_analyze_many_streams_and_bounds_what_it_holds(monkeypatch):
+    """Faces of consecutive images share a predict call, results keep their order, and images without faces are
+    neither held back nor piled up (a long video without faces would otherwise keep every frame in memory)."""
+    import fer_explain.faces as faces_module
+    from fer_explain.faces import FaceCrop, FaceSearch
+    from fer_explain.pipeline import analyze_many
+
+    crop = FaceCrop(None, np.zeros((48, 48), np.uint8), np.zeros((224, 224, 3), np.uint8))
+    monkeypatch.setattr(faces_module, "find_faces", lambda n, pre, **_: FaceSearch([crop] * n, [], None))
+    calls = []
+
+    class CountingPredictor:
+        preprocessing = None
+
+        def predict(self, batch):
+            calls.append(len(batch))
+            return [f"prediction {len(calls)}.{i}" for i in range(len(batch))]
+
+    consumed = []
+
+    def images(counts):
+        for key, n in enumerate(counts):
+            consumed.append(key)
+            yield key, n
+
+    stream = analyze_many(CountingPredictor(), images([0, 2, 1, 0, 3, 0]), batch_size=3)
+    key, first = next(stream)
+    assert key == 0 and first.faces == [] and consumed == [0] and calls == []  # no face: yielded at once
+    results = [first] + [r for _, r in stream]
+    assert [len(r.faces) for r in results] == [0, 2, 1, 0, 3, 0] and calls == [3, 3]
+    assert [f.prediction for f in results[1].faces + results[2].faces] == ["prediction 1.0", "prediction 1.1",
+                                                                            "prediction 1.2"]
+    consumed.clear()
+    held = analyze_many(CountingPredictor(), images([1] + [0] * 100), batch_size=4)
+    next(held)
+    assert len(consumed) == 4  # at most batch_size images wait for a batch to fill

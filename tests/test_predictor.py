@@ -57,6 +57,11 @@ def test_pick_device(monkeypatch):
         pick_device("cuda")
     with pytest.raises(UserError):
         pick_device("quantum")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(UserError, match="1 CUDA device"):  # not torch's "invalid device ordinal" later
+        pick_device("cuda:1")
 
 
 def test_loads_checkpoint_from_file_and_run_dir(tmp_path):

@@ -5,8 +5,9 @@
 
 Runs train one after the other in this process (RUN_DIR = <runs-dir>/<backbone>/<variant>/seed<S>); finished
 runs are skipped and interrupted ones resume, so rerunning the command continues the study. Each run's best
-checkpoint (chosen on validation only) is then evaluated on val and on the eval split, and
-results/ablation_<backbone>.json and .md are written from one dict (training.ablation_report).
+checkpoint (chosen on validation only) is then evaluated on the eval split (its val metrics are the ones training
+recorded for that epoch), and results/ablation_<backbone>.json and .md are written from one dict
+(training.ablation_report).
 """
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
+from fer_explain.device import pick_device
 from fer_explain.errors import UserError, run_command
 from training.recipe import CHOICES
 
@@ -60,12 +60,14 @@ def train_argv(args: argparse.Namespace, variant: str, seed: int, run_dir: Path)
     return argv
 
 
-def evaluate_run(run_dir: Path, splits: dict, device: str, flip_tta: bool) -> dict:
+def evaluate_run(run_dir: Path, splits: dict, device, flip_tta: bool) -> dict:
     """Metrics of a run's best checkpoint on each loaded split."""
     from fer_explain.checkpoint import load_checkpoint
     from fer_explain.evaluate import predict_probabilities
     from fer_explain.metrics import compute_metrics
 
+    if not splits:
+        return {}
     ckpt = load_checkpoint(run_dir, device)
     out = {}
     for name, dataset in splits.items():
@@ -85,16 +87,17 @@ def main(args: argparse.Namespace) -> dict:
     recipe = load_recipe(args.config, {"backbone": args.backbone, "data_format": args.data_format})
     out_dir = Path(args.out)
     runs_dir = Path(args.runs_dir) if args.runs_dir else out_dir / "runs"
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-    splits = {name: load_split(args.data, name, recipe["data_format"])
-              for name in dict.fromkeys(["val", args.eval_split])}
+    device = pick_device(args.device)
+    # val metrics of the best epoch come with the training result; only another eval split needs a pass here
+    splits = {} if args.eval_split == "val" else {args.eval_split: load_split(args.data, args.eval_split,
+                                                                               recipe["data_format"])}
     runs: dict[str, dict[int, dict]] = {}
     for variant in args.variants:
         for seed in args.seeds:
             run_dir = runs_dir / args.backbone / variant / f"seed{seed}"
             print(f"== {variant}, seed {seed}: {run_dir}", file=sys.stderr)
             result = train.main(train.get_args_parser().parse_args(train_argv(args, variant, seed, run_dir)))
-            metrics = evaluate_run(run_dir, splits, device, recipe["flip_tta"])
+            metrics = {"val": result.best_validation, **evaluate_run(run_dir, splits, device, recipe["flip_tta"])}
             runs.setdefault(variant, {})[seed] = {"run_dir": str(run_dir), "best_epoch": result.best_epoch,
                                                   "epochs_run": len(result.log), **metrics}
     results = summarise(runs, {name: description for name, (description, _) in VARIANTS.items()},
@@ -102,7 +105,8 @@ def main(args: argparse.Namespace) -> dict:
                         setup={"backbone": args.backbone, "config": str(args.config), "recipe": recipe.get("name"),
                                "data": str(Path(args.data).resolve()), "seeds": args.seeds, "epochs": args.epochs or
                                recipe["epochs"], "limit_train": args.limit_train, "flip_tta": recipe["flip_tta"],
-                               "device": device, "selection": f"best epoch on validation ({recipe['select_metric']})"})
+                               "device": str(device),
+                               "selection": f"best epoch on validation ({recipe['select_metric']})"})
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"ablation_{args.backbone}"
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")

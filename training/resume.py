@@ -74,10 +74,14 @@ def read_resume_state(run_dir: Path) -> dict | None:
 
 
 def restore(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: torch.nn.Module | None,
-            scheduler, scaler, device: torch.device) -> dict:
-    """Load the saved tensors and states into the freshly built objects; returns the plain state."""
+            scheduler, scaler) -> dict:
+    """Load the saved tensors and states into the freshly built objects; returns the plain state.
+
+    Tensors are read to the CPU: the load_state_dict calls copy them to where the model lives, except Adam's `step`
+    counters, which torch keeps where they are loaded. On the CPU, as in a fresh run, they cost nothing; on the GPU,
+    Adam would read each one back with .item(), two stream synchronisations per parameter per step."""
     state = read_resume_state(run_dir)
-    tensors = load_file(str(run_dir / STATE_FILE), device=str(device))
+    tensors = load_file(str(run_dir / STATE_FILE))
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
     if ema is not None:

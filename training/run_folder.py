@@ -65,7 +65,7 @@ def save(run_dir: Path, model, optimizer, ema, scheduler, scaler, state: dict) -
 
 
 def restore(run_dir: Path, model, optimizer, ema, scheduler, scaler, dist_) -> dict:
-    state = resume.restore(run_dir, model, optimizer, ema, scheduler, scaler, dist_.device)
+    state = resume.restore(run_dir, model, optimizer, ema, scheduler, scaler)
     if dist_.is_main:  # drop log lines of an epoch that crashed before its state was saved
         rows = read_log(run_dir, state["epoch"])
         (run_dir / LOG).write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -73,9 +73,8 @@ class TrainingResult:
 
 def setup_distributed(device_name: str) -> Dist:
     """One process per GPU under torchrun (WORLD_SIZE > 1), else a single process."""
-    if device_name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA device is available")
-    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    from fer_explain.device import pick_device
+    use_cuda = pick_device(device_name).type == "cuda"  # --device cuda without CUDA: UserError there
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist(0, 1, torch.device("cuda" if use_cuda else "cpu"))
@@ -170,15 +169,18 @@ def train_one_epoch(model, raw_model, optimizer, scaler, ema, data: dict, recipe
             "images_per_s": seen_total / seconds, "train_seconds": seconds}
 
 
-@torch.inference_mode()
 def evaluate(model, dataset, preprocessing, dist_: Dist, recipe: dict) -> dict:
-    """compute_metrics on the whole split (each rank predicts its shard) plus the unweighted NLL as `loss`."""
+    """compute_metrics on the whole split (each rank predicts its shard) plus the unweighted NLL as `loss`.
+
+    Not under inference_mode as a whole: predict_probabilities runs only the forward passes in it. Its
+    `model.to(...)` re-flattens the cuDNN LSTM weights in place, which must not happen in inference mode on a model
+    that goes on training."""
     from fer_explain.evaluate import predict_probabilities
     from fer_explain.metrics import compute_metrics
 
     shard = dataset if dist_.world == 1 else dataset.subset(torch.arange(dist_.rank, len(dataset), dist_.world))
     probs = predict_probabilities(model, shard, preprocessing, dist_.device, batch_size=recipe["eval_batch_size"],
-                                  flip_tta=recipe["flip_tta"])
+                                  flip_tta=recipe["flip_tta"], progress=dist_.is_main)
     labels = shard.labels.cpu().numpy()
     if dist_.world > 1:
         gathered = [None] * dist_.world

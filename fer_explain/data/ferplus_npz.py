@@ -46,7 +46,7 @@ def _read_archive(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path) as archive:
             images, labels = archive["images"], archive["labels"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as error:  # TypeError: an .npy
         raise UserError(f"cannot read {path} as a FER+ archive with 'images' and 'labels': {error}") from None
     if images.ndim == 3:
         images = images[:, None]

@@ -8,6 +8,9 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from fer_explain.errors import UserError
 from fer_explain.explain.base import Explainer, Explanation, ExplanationUnavailable
 from fer_explain.explain.gradcam import GradCAMExplainer, GradCAMPlusPlusExplainer
 from fer_explain.explain.spatial_attention import SpatialAttentionExplainer
@@ -18,4 +21,16 @@ EXPLAINERS: dict[str, type[Explainer]] = {
                               GradCAMExplainer, GradCAMPlusPlusExplainer)
 }
 
-__all__ = ["EXPLAINERS", "Explainer", "Explanation", "ExplanationUnavailable"]
+
+
+def check_methods(methods: str | Iterable[str]) -> list[str]:
+    """The method names as a list (one name may be given as a string); UserError naming the unknown ones."""
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    unknown = [m for m in methods if m not in EXPLAINERS]
+    if unknown:
+        raise UserError(f"unknown explanation method(s) {', '.join(unknown)}; "
+                        f"expected some of: {', '.join(EXPLAINERS)}")
+    return methods
+
+
+__all__ = ["EXPLAINERS", "Explainer", "Explanation", "ExplanationUnavailable", "check_methods"]

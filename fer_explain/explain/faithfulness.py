@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from sklearn.metrics import auc
 
+from fer_explain.explain.base import prepare_inputs
 from fer_explain.sequence import map_to_tokens
 
 RANDOM = "random"
@@ -48,11 +49,8 @@ def deletion_insertion(model, attended: torch.Tensor, target: int, grids: dict[s
                        with_curves: bool = False) -> dict[str, dict]:
     """method -> {"deletion_auc", "insertion_auc"} for each grid, plus "random" -> the mean over `n_random` seeded
     random orders. attended: (C, 7, 7) or (1, C, 7, 7) for one face. `with_curves` adds the x axis and curves."""
-    with torch.inference_mode(False), torch.no_grad():
-        attended = attended.detach().float().clone()
-    if attended.dim() == 4:
-        attended = attended[0]
-    tokens = map_to_tokens(attended[None])[0]  # (T, C)
+    attended, _ = prepare_inputs(attended, target)  # a (1, C, 7, 7) float32 copy, usable outside inference mode
+    tokens = map_to_tokens(attended)[0]  # (T, C)
     n_tokens = tokens.shape[0]
     rng = np.random.default_rng(seed)
     orders = {name: importance_order(grid) for name, grid in grids.items()}
