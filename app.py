@@ -20,6 +20,7 @@ import gradio as gr
 
 from fer_explain import app_views as views
 from fer_explain import model_card
+from fer_explain.classes import parse_target
 from fer_explain.errors import UserError
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -128,7 +129,7 @@ def on_select(analysis, face, target):
     try:
         if analysis is None:
             raise UserError("analyze a photo first")
-        views.face_index(face, analysis), views.target_name(target)  # a wrong choice: one message, up front
+        views.face_index(face, analysis), parse_target(target)  # a wrong choice: one message, up front
     except UserError as e:
         message = problem(e)
         return [message, analysis] + empty_outputs(message)

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fer_explain.classes import CLASSES
+from fer_explain.classes import CLASSES, PREDICTED, parse_target
 from fer_explain.errors import UserError
 from fer_explain.regions import SIDE_CONVENTION, describe_regions
 
-PREDICTED = "predicted"
 TARGET_CHOICES = (PREDICTED, *CLASSES)
 METHODS = ("spatial_attention", "token_saliency", "gradcam")
 METHOD_TITLES = {"spatial_attention": "Spatial attention (eq. 2)", "token_saliency": "Bi-LSTM token saliency (IG)",
@@ -143,16 +142,6 @@ def face_index(choice, analysis: Analysis) -> int:
     return index
 
 
-def target_name(target) -> str | None:
-    """Dropdown value -> class name, or None for each model's own prediction; UserError for unknown classes."""
-    if target is None or str(target).strip().lower() in ("", PREDICTED):
-        return None
-    name = str(target).strip().lower()
-    if name not in CLASSES:
-        raise UserError(f"unknown class {target!r}; choose one of: {', '.join(TARGET_CHOICES)}")
-    return name
-
-
 def annotated_photo(analysis: Analysis) -> np.ndarray:
     from fer_explain.render import annotate_image
 
@@ -207,7 +196,7 @@ def explain_view(models: LoadedModels, analysis: Analysis, face=None, target=Non
     from fer_explain.render import grid_figure
 
     require_models(models)
-    index, target = face_index(face, analysis), target_name(target)
+    index, target = face_index(face, analysis), parse_target(target)
     face_result = analysis.faces[index]
     prediction, display = face_result.prediction, face_result.crop.display
     explanation = _explain(models.main, "main", analysis, index, prediction, target)
@@ -254,7 +243,7 @@ def compare_view(models: LoadedModels, analysis: Analysis, face=None, target=Non
     if models.baseline is None or analysis.baseline_predictions is None:
         raise UserError("no baseline checkpoint is loaded: start the app with --baseline FILE "
                         "(or put a *baseline*.safetensors file in checkpoints/)")
-    index, target = face_index(face, analysis), target_name(target)
+    index, target = face_index(face, analysis), parse_target(target)
     face_result = analysis.faces[index]
     main_pred, base_pred = face_result.prediction, analysis.baseline_predictions[index]
     shared_target = target if target is not None else main_pred.label

@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from fer_explain.classes import CLASSES, canonical_class
+from fer_explain.classes import CLASSES, parse_target
 from fer_explain.errors import UserError
 
 DEFAULT_METHODS = ("spatial_attention", "token_saliency", "gradcam")
@@ -34,16 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                         help="prediction precision: auto = bf16 autocast on CUDA, float32 on CPU")
-
-
-def parse_target(target: str | None, classes=CLASSES) -> str | None:
-    """A class name (synonyms allowed: "happiness", "angry") or None/"predicted" for each face's own prediction."""
-    if target is None or target.strip().lower() in ("", "predicted"):
-        return None
-    name = canonical_class(target)
-    if name is None or name not in classes:
-        raise UserError(f"unknown --target {target!r}; expected one of: {', '.join(classes)} (or 'predicted')")
-    return name
 
 
 def compact_json(value) -> str:
