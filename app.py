@@ -115,7 +115,7 @@ def on_analyze(image, whole_image, target):
     except Exception as e:
         message = problem(e)
         return [message, None, gr.Dropdown(choices=[], value=None), None] + empty_outputs(message)
-    notice, photo = views.notices_markdown(analysis), views.annotated_photo(analysis)
+    notice, photo = views.notices_markdown(analysis), analysis.result.annotated()
     choices = views.face_choices(analysis)
     if not choices:
         gr.Warning(notice or "no face found")

@@ -114,13 +114,8 @@ def notices_markdown(analysis: Analysis) -> str:
     return "\n\n".join(lines)
 
 
-def _prediction_text(face) -> str:
-    """"happy 0.87": a face's label and its probability, as the dropdown and the photo's boxes show it."""
-    return f"{face.prediction.label} {face.prediction.probabilities[face.prediction.label_index]:.2f}"
-
-
 def face_choices(analysis: Analysis) -> list[str]:
-    return [f"Face {f.index + 1}: {_prediction_text(f)}" for f in analysis.faces]
+    return [f"Face {f.index + 1}: {f.caption}" for f in analysis.faces]
 
 
 def face_index(choice, analysis: Analysis) -> int:
@@ -140,13 +135,6 @@ def face_index(choice, analysis: Analysis) -> int:
     if not 0 <= index < n:
         raise UserError(f"face {index + 1} does not exist; this photo has {n} face(s)")
     return index
-
-
-def annotated_photo(analysis: Analysis) -> np.ndarray:
-    from fer_explain.render import annotate_image
-
-    boxed = [f for f in analysis.faces if f.crop.box is not None]  # a whole-image face has no box to draw
-    return annotate_image(analysis.result.image, [f.crop.box for f in boxed], [_prediction_text(f) for f in boxed])
 
 
 def _explain(predictor, key: str, analysis: Analysis, index: int, prediction, target: str | None,
@@ -292,7 +280,7 @@ def live_view(models: LoadedModels, frame, max_side: int = 480) -> tuple[str, np
     result = analyze_image(models.main, image, max_faces=5)
     if not result.faces:
         return "no face in view", None
-    face = max(result.faces, key=lambda f: f.crop.box.area if f.crop.box is not None else 0)
+    face = result.largest_face()
     pred = face.prediction
     top = np.argsort(-np.asarray(pred.probabilities))[:3]
     label = " · ".join(f"{'**' if i == top[0] else ''}{models.main.classes[i]} {pred.probabilities[i]:.0%}"

@@ -65,7 +65,7 @@ def run(args) -> int:
 
     from fer_explain.explain import check_methods
     from fer_explain.predictor import Predictor
-    from fer_explain.render import annotate_image, explanation_panel
+    from fer_explain.render import explanation_panel
     methods = tuple(check_methods(args.methods))
     predictor = Predictor(checkpoint, device=args.device, precision=args.precision)
 
@@ -81,9 +81,7 @@ def run(args) -> int:
         records.append(explanation_record(face, explanation, predictor.classes))
         _save_png(explanation_panel(face.crop.display, face.prediction, explanation, predictor.classes),
                   out / f"face_{face.index}.png")
-    boxed = [f for f in result.faces if f.crop.box is not None]  # a whole-image face has no box to draw
-    labels = [f"{f.prediction.label} {float(f.prediction.probabilities[f.prediction.label_index]):.2f}" for f in boxed]
-    _save_png(annotate_image(result.image, [f.crop.box for f in boxed], labels), out / "annotated.png")
+    _save_png(result.annotated(), out / "annotated.png")
     report = {"faces": records, "notices": result.notices, "checkpoint": str(checkpoint),
               "model": predictor.name, "target": target or "predicted",
               "methods": list(methods), "image": str(args.image)}

@@ -32,12 +32,28 @@ class FaceResult:
     crop: FaceCrop
     prediction: FacePrediction
 
+    @property
+    def caption(self) -> str:
+        """"happy 0.87": the label and its probability, as boxes and face lists show it."""
+        return f"{self.prediction.label} {float(self.prediction.probabilities[self.prediction.label_index]):.2f}"
+
 
 @dataclass
 class ImageResult:
     image: PIL.Image.Image
     faces: list[FaceResult]
     notices: list[str]  # e.g. "No face found ...", "found 31 faces, kept the 20 largest"
+
+    def largest_face(self) -> FaceResult | None:
+        """The face with the largest box (a whole-image face has none and counts as 0); None without faces."""
+        return max(self.faces, key=lambda f: 0 if f.crop.box is None else f.crop.box.area, default=None)
+
+    def annotated(self) -> np.ndarray:
+        """The photo with a numbered box and caption per detected face (a whole-image face has no box)."""
+        from fer_explain.render import annotate_image
+
+        boxed = [f for f in self.faces if f.crop.box is not None]
+        return annotate_image(self.image, [f.crop.box for f in boxed], [f.caption for f in boxed])
 
 
 def default_checkpoint(baseline: bool = False, folder: str | Path = CHECKPOINT_DIR) -> Path:

@@ -60,7 +60,7 @@ def _timeline_point(result, n_classes):
     import numpy as np
     if not result.faces:
         return np.full(n_classes, np.nan)
-    largest = max(result.faces, key=lambda face: 0 if face.crop.box is None else face.crop.box.area)
+    largest = result.largest_face()
     return np.asarray(largest.prediction.probabilities, dtype=float)
 
 
