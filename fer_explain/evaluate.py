@@ -102,10 +102,6 @@ def run(args) -> int:
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     ckpt, dataset = _load(args, device)
-    if dataset.skipped:
-        shown = "; ".join(f"{f} ({r})" for f, r in dataset.skipped[:5])
-        more = f" and {len(dataset.skipped) - 5} more" if len(dataset.skipped) > 5 else ""
-        print(f"skipped {len(dataset.skipped)} unreadable files: {shown}{more}", file=sys.stderr)
 
     from fer_explain.device import prepare_for_inference
 

@@ -65,7 +65,8 @@ def load_split(root, split: str, data_format: str = "auto", soft_labels: bool = 
     name = detect_format(path) if data_format == "auto" else data_format
     dataset = LAYOUTS[name].load(path, split, soft_labels=soft_labels, storage_size=storage_size)
     if dataset.skipped:
-        first_file, first_reason = dataset.skipped[0]
-        print(f"warning: skipped {len(dataset.skipped)} unreadable image(s) in {name} {split} at {path} "
-              f"(first: {first_file}: {first_reason})", file=sys.stderr)
+        shown = "; ".join(f"{f} ({r})" for f, r in dataset.skipped[:5])
+        more = f" and {len(dataset.skipped) - 5} more" if len(dataset.skipped) > 5 else ""
+        print(f"warning: skipped {len(dataset.skipped)} unreadable image(s) in {name} {split} at {path}: "
+              f"{shown}{more}", file=sys.stderr)
     return dataset
