@@ -145,7 +145,7 @@ def on_live(frame):
 
 def on_results():
     images = model_card.results_images()
-    return model_card.results_markdown(), gr.Gallery(value=images, visible=bool(images))
+    return model_card.results_markdown(stems=model_card.COMPARE_TABLES), gr.Gallery(value=images, visible=bool(images))
 
 
 def image_box(label, height=260):
@@ -208,7 +208,7 @@ with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
             diff_text = gr.Markdown()
         gr.Markdown("## On the test set (from `results/`)")
         results_gallery_items = model_card.results_images()
-        results_md = gr.Markdown(model_card.results_markdown())
+        results_md = gr.Markdown(model_card.results_markdown(stems=model_card.COMPARE_TABLES))
         results_gallery = gr.Gallery(results_gallery_items, label="Confusion matrices and curves", columns=3,
                                      height="auto", visible=bool(results_gallery_items))
         refresh = gr.Button("Reload results/", size="sm")

@@ -91,28 +91,47 @@ def _load(args, device):
     return ckpt, dataset
 
 
-def run(args) -> int:
+def evaluation_record(ckpt, dataset, device, batch_size: int, flip_tta: bool, data: str, split: str,
+                      progress: bool = True) -> dict:
+    """Metrics of `ckpt` on `dataset` plus what is needed to trust and repeat them: the checkpoint's sha256, the
+    data's fingerprint, the settings, the time taken, and every image's predicted class (to compare two runs)."""
     import torch
 
+    from fer_explain.device import prepare_for_inference
+    from fer_explain.metrics import compute_metrics
+
+    model = prepare_for_inference(ckpt.model, device)
+    start = time.perf_counter()
+    probs = predict_probabilities(model, dataset, ckpt.preprocessing, device, batch_size, flip_tta, progress)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    predictions = probs.argmax(1)
+    return {
+        **compute_metrics(dataset.labels.cpu().numpy(), predictions, CLASSES),
+        "checkpoint": str(ckpt.path), "checkpoint_sha256": file_sha256(ckpt.path),
+        "model_config": ckpt.config.to_dict(),
+        "data": str(data), "data_source": dataset.source, "split": split, "data_fingerprint": dataset.fingerprint(),
+        "skipped": [{"file": str(f), "reason": str(r)} for f, r in dataset.skipped], "n_skipped": len(dataset.skipped),
+        "flip_tta": bool(flip_tta), "batch_size": batch_size, "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+        "seconds": round(seconds, 3), "images_per_s": round(len(dataset) / seconds, 2),
+        "predictions": predictions.astype(int).tolist(),
+    }
+
+
+def run(args) -> int:
     from fer_explain.confusion_plot import save_confusion_png
-    from fer_explain.metrics import compute_metrics, format_metrics
+    from fer_explain.metrics import format_metrics
 
     device = pick_device(args.device)
     batch_size = args.batch_size if args.batch_size is not None else (256 if device.type == "cuda" else 32)
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     ckpt, dataset = _load(args, device)
-
-    from fer_explain.device import prepare_for_inference
-
-    model = prepare_for_inference(ckpt.model, device)
-    start = time.perf_counter()
-    probs = predict_probabilities(model, dataset, ckpt.preprocessing, device, batch_size, args.flip_tta)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-
-    metrics = compute_metrics(dataset.labels.cpu().numpy(), probs.argmax(1), CLASSES)
+    record = evaluation_record(ckpt, dataset, device, batch_size, args.flip_tta, args.data, args.split)
+    metrics, seconds = record, record["seconds"]
     print(f"{ckpt.path.name} on {dataset.source} split {args.split!r}: {len(dataset)} images in {seconds:.1f} s "
           f"({len(dataset) / seconds:.1f} images/s, {device.type}{', flip TTA' if args.flip_tta else ''})")
     if metrics["missing_classes"]:
@@ -120,17 +139,6 @@ def run(args) -> int:
               f"metrics are over the {len(metrics['evaluated_classes'])} classes it has")
     print(format_metrics(metrics))
 
-    record = {
-        **metrics,
-        "checkpoint": str(ckpt.path), "checkpoint_sha256": file_sha256(ckpt.path),
-        "model_config": ckpt.config.to_dict(),
-        "data": str(args.data), "data_source": dataset.source, "split": args.split,
-        "data_fingerprint": dataset.fingerprint(),
-        "skipped": [{"file": str(f), "reason": str(r)} for f, r in dataset.skipped], "n_skipped": len(dataset.skipped),
-        "flip_tta": bool(args.flip_tta), "batch_size": batch_size, "device": str(device),
-        "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
-        "seconds": round(seconds, 3), "images_per_s": round(len(dataset) / seconds, 2),
-    }
     text = json.dumps(record, indent=2)
     written = []
     if args.json:

@@ -1,12 +1,11 @@
 """The app's model card and dataset view, read from files only: checkpoint metadata (model.json inside the
-.safetensors header), `checkpoints/README.md` and `results/` (ablation Markdown/JSON, confusion-matrix PNGs).
+.safetensors header), `checkpoints/README.md` and `results/` (the tables and PNGs `python -m training.results` writes).
 
 Nothing here is typed in by hand except the paper's claims, which are shown as claims beside our measurements.
 When a file is absent the text says so; no number is ever made up. Never imports gradio.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -87,26 +86,26 @@ def checkpoint_section(kind: str, predictor) -> str:
     return "\n".join(lines)
 
 
-def results_markdown(results_dir: str | Path = RESULTS_DIR) -> str:
-    """The measured results as published in `results/`: every ablation Markdown file as written by
-    training/ablate.py (JSON shown raw when its Markdown twin is missing), or a note that there are none yet."""
+# results/ files written by `python -m training.results`, in reading order
+RESULT_TABLES = ("table1_overall", "table2_per_class", "table3_ablation", "table4_cost", "training_runs")
+COMPARE_TABLES = ("table2_per_class",)  # the Compare tab's dataset view: per class, both models, Bi-LSTM effect
+
+
+def results_markdown(results_dir: str | Path = RESULTS_DIR, stems=RESULT_TABLES) -> str:
+    """The measured results as published in `results/` (the Markdown tables `python -m training.results` writes),
+    or a note that there are none yet."""
     results_dir = Path(results_dir)
-    files = sorted(results_dir.glob("ablation_*.md")) if results_dir.is_dir() else []
-    parts = [f"#### From `results/{path.name}`\n\n{path.read_text(errors='replace').strip()}" for path in files]
-    md_stems = {p.stem for p in files}
-    for path in sorted(results_dir.glob("ablation_*.json")) if results_dir.is_dir() else []:
-        if path.stem in md_stems:  # shown above as its Markdown twin
-            continue
-        try:
-            text = json.dumps(json.loads(path.read_text()), indent=1)[:6000]
-        except (OSError, json.JSONDecodeError) as e:
-            text = f"(unreadable: {e})"
-        parts.append(f"#### From `results/{path.name}`\n\n```json\n{text}\n```")
+    parts = []
+    for stem in stems:
+        path = results_dir / f"{stem}.md"
+        if path.is_file():
+            parts.append(f"_From `results/{path.name}`:_\n\n{path.read_text(errors='replace').strip()}")
     if not parts:
         return ("**No results are published yet.** The dataset view (per-class accuracy of both models, confusion "
-                "matrices, the Bi-LSTM's effect over seeds) appears here once `python -m training.ablate ... --out "
-                "results/` and `python -m fer_explain evaluate ... --out results/...` have been run.")
-    return "\n\n".join(parts)
+                "matrices, the Bi-LSTM's effect over seeds) appears here once the GPU runs are done and "
+                "`python -m training.results --records results/runs --out results` has written `results/`.")
+    # the tables' own "# Table ..." headings would be larger than the tab's headings
+    return "\n\n".join(parts).replace("\n# ", "\n#### ").replace("\n## ", "\n##### ")
 
 
 def results_images(results_dir: str | Path = RESULTS_DIR, limit: int = 12) -> list[tuple[np.ndarray, str]]:
@@ -118,7 +117,7 @@ def results_images(results_dir: str | Path = RESULTS_DIR, limit: int = 12) -> li
     if not results_dir.is_dir():
         return []
     images = []
-    for path in sorted(results_dir.rglob("*.png"))[:limit]:
+    for path in sorted(results_dir.glob("*.png"))[:limit]:  # not the per-run curves under runs/
         try:
             with Image.open(path) as im:
                 images.append((np.asarray(im.convert("RGB")), str(path.relative_to(results_dir))))

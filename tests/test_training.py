@@ -1,5 +1,5 @@
 """Training: class weights, the hard/soft cross-entropy, a tiny CPU run (learning, files, reload, exact resume), and
-the train/ablate command lines on a tiny FER+-layout folder this file writes. Synthetic data only."""
+the train command line and its time limit on a tiny FER+-layout folder this file writes. Synthetic data only."""
 from __future__ import annotations
 
 import csv
@@ -190,45 +190,22 @@ def run_module(*argv: str) -> subprocess.CompletedProcess:
                           env=env)
 
 
-def test_train_and_ablate_command_lines(data_dir, tmp_path):
-    common = ["--data", str(data_dir), "--epochs", "1", "--device", "cpu"]
+def test_train_command_line(data_dir, tmp_path):
     done = run_module("training.train", "--config", str(QUICK), "--out", str(tmp_path / "cli_run"), "--backbone",
-                      "resnet18", "--limit-train", "4", "--batch-size", "4", *common)
+                      "resnet18", "--limit-train", "4", "--batch-size", "4", "--data", str(data_dir), "--epochs", "1",
+                      "--device", "cpu")
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "cli_run/model.safetensors").is_file()
 
-    done = run_module("training.ablate", "--config", str(QUICK), "--backbone", "resnet18", "--seeds", "0", "1",
-                      "--variants", "full", "baseline", "--limit-train", "4", "--out", str(tmp_path / "results"),
-                      *common)
-    assert done.returncode == 0, done.stderr[-2000:]
-    results = json.loads((tmp_path / "results/ablation_resnet18.json").read_text())
-    assert [row["variant"] for row in results["table"]] == ["full", "baseline"]
-    assert all(row["n_seeds"] == 2 and len(row["test"]["accuracy"]["values"]) == 2 for row in results["table"])
-    effect = results["bilstm_effect"]["metrics"]["accuracy"]
-    assert effect["seeds"] == [0, 1]
-    assert effect["differences"] == pytest.approx([f - b for f, b in zip(effect["full"], effect["baseline"])])
-    assert (effect["p_value"] is None) == (effect["note"] is not None)
-    assert [r["class"] for r in results["per_class"]["rows"]][:4] == ["neutral", "happy", "sad", "surprise"]
-    markdown = (tmp_path / "results/ablation_resnet18.md").read_text()
-    assert "Bi-LSTM effect" in markdown and "Table III" in markdown
-    assert (tmp_path / "results/runs/resnet18/baseline/seed1/model.safetensors").is_file()
 
-
-def test_one_seed_says_the_t_test_is_impossible():
-    from training.ablation_report import render_markdown, summarise
-
-    def metrics(acc):
-        per_class = {c: {"precision": acc, "recall": acc, "f1": acc, "support": 1} for c in
-                     ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")}
-        return {"accuracy": acc, "macro_f1": acc, "mean_class_accuracy": acc, "per_class": per_class,
-                "confusion_matrix": []}
-    runs = {v: {0: {"run_dir": "r", "best_epoch": 1, "epochs_run": 1, "val": metrics(a), "test": metrics(a)}}
-            for v, a in (("full", 0.6), ("baseline", 0.5))}
-    results = summarise(runs, {}, "test", {"backbone": "b", "config": "c", "recipe": "r", "seeds": [0], "epochs": 1,
-                                           "limit_train": None, "flip_tta": False, "selection": "val"})
-    effect = results["bilstm_effect"]["metrics"]["accuracy"]
-    assert effect["p_value"] is None and effect["mean"] == pytest.approx(0.1) and effect["favouring_bilstm"] == 1
-    assert "needs at least 2" in render_markdown(results)
+def test_time_limit_stops_after_the_last_epoch_that_fits_and_stays_resumable(data_dir, tmp_path):
+    out = tmp_path / "limited"
+    result = train.main(train_args(data_dir, out, "--epochs", "5", "--time-limit", "0.001"))
+    assert len(result.log) == 1  # the first epoch always runs; the second would not fit
+    meta = json.loads((out / "model.json").read_text())["training"]
+    assert meta["time_limited"] is True and meta["epochs_run"] == 1
+    result = train.main(train_args(data_dir, out, "--epochs", "2"))  # same run, no limit: it continues
+    assert len(result.log) == 2
 
 
 @pytest.mark.parametrize("problem", ["config", "data"])

@@ -87,9 +87,12 @@ def checkpoint_extra(state: dict, log: list[dict]) -> dict:
     seconds = [r["epoch_seconds"] for r in log]
     rates = [r["images_per_s"] for r in log]
     training = {**state["settings"], "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-                "early_stopped": state["early_stopped"], "wall_time_s": sum(seconds),
+                "early_stopped": state["early_stopped"], "time_limited": state.get("time_limited", False),
+                "wall_time_s": sum(seconds),
                 "mean_images_per_s": sum(rates) / len(rates) if rates else None, "rng": state["rng"],
                 "world_size": state.get("world_size", 1), "device": state.get("device"),
+                "device_name": torch.cuda.get_device_name() if str(state.get("device", "")).startswith("cuda")
+                else "cpu",
                 "torch": torch.__version__, "python": platform.python_version()}
     training.pop("identity", None)
     return {"validation": state["best_validation"], "training": training, "data": state["data"],

@@ -1,0 +1,119 @@
+"""From runs to published numbers, as a GPU session does it, on a tiny CPU study: `training.study` trains side by
+side, evaluates on a test split kept in another folder, packs the records and exports float16 weights;
+`training.results` rebuilds every table from the unpacked records; `training.ship` picks the pair on validation,
+re-evaluates it and writes the model card. Also the table arithmetic on hand-made records."""
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from test_training import QUICK, run_module, write_ferplus_npz
+from training.records import Record, select_pair
+from training.tables import table2_per_class
+from training.tables_markdown import bilstm_answer, table2_markdown
+
+CLASSES8 = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("study")
+    data = write_ferplus_npz(root / "data", {"train_0": 2, "val": 1, "test": 1})
+    (root / "test_only").mkdir()
+    shutil.move(data / "test.npz", root / "test_only/test.npz")  # as on the GPU machine: test kept apart
+    done = run_module("training.study", "--config", str(QUICK), "--data", str(data), "--eval-data",
+                      str(root / "test_only"), "--backbones", "resnet18", "--variants", "full", "baseline",
+                      "full_no_spatial", "--seeds", "0", "1", "--epochs", "1", "--limit-train", "4", "--device", "cpu",
+                      "--parallel", "2", "--runs-dir", str(root / "runs"), "--time-limit", "900",
+                      "--pack", str(root / "out/records.tar.gz"), "--export-weights", str(root / "out"),
+                      "--export-max-mib", "100")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resnet18/full_no_spatial/seed1" in done.stdout  # the summary table
+    return root
+
+
+def test_study_packs_records_without_weights_and_exports_the_val_best_pair(study):
+    with tarfile.open(study / "out/records.tar.gz") as tar:
+        names = tar.getnames()
+    assert "quick/resnet18/baseline/seed1/eval_test.json" in names and "quick/resnet18/full/seed0/model.json" in names
+    assert not any(n.endswith(".safetensors") for n in names)
+    exported = sorted(p.name for p in (study / "out").glob("*.fp16.safetensors"))
+    assert [n.split("-")[2] for n in exported] == ["baseline", "full"]  # no ablation variant is a shipping candidate
+    record = json.loads((study / "runs/quick/resnet18/full/seed0/eval_test.json").read_text())
+    assert record["split"] == "test" and len(record["predictions"]) == record["n"] == 4
+    assert json.loads((study / "runs/quick/resnet18/full/seed0/study.json").read_text())["parallel"] == 2
+
+
+def test_results_and_ship_from_unpacked_records(study, tmp_path):
+    records = tmp_path / "results/runs"
+    records.mkdir(parents=True)
+    with tarfile.open(study / "out/records.tar.gz") as tar:
+        tar.extractall(records, filter="data")
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- results:start -->\nold\n<!-- results:end -->\ntail\n")
+    done = run_module("training.results", "--records", str(records), "--out", str(tmp_path / "results"),
+                      "--readme", str(readme))
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "results"
+    for stem in ("table1_overall", "table2_per_class", "table3_ablation", "table4_cost", "training_runs"):
+        assert json.loads((out / f"{stem}.json").read_text()) is not None and (out / f"{stem}.md").is_file()
+    t1 = json.loads((out / "table1_overall.json").read_text())
+    assert [(r["variant"], r["seeds"]) for r in t1["rows"]] == [("full", [0, 1]), ("baseline", [0, 1]),
+                                                                ("full_no_spatial", [0, 1])]
+    assert "claimed, not measured" in (out / "table1_overall.md").read_text()
+    assert "Bi-LSTM + channel attention" in (out / "table3_ablation.md").read_text()
+    assert (out / "confusion_quick_resnet18_full.png").is_file() and (out / "curves_quick_resnet18.png").is_file()
+    text = readme.read_text()
+    assert "old" not in text and "the Bi-LSTM changes test accuracy by" in text and text.endswith("tail\n")
+
+    done = run_module("training.ship", "--records", str(records), "--weights", str(study / "out"), "--data",
+                      str(study / "test_only"), "--out", str(tmp_path / "checkpoints"), "--results", str(out),
+                      "--max-mb", "100", "--device", "cpu")
+    assert done.returncode == 0, done.stderr[-3000:]
+    shipped = json.loads((out / "shipped.json").read_text())
+    names = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.safetensors"))
+    assert names == ["fer-resnet18-baseline.safetensors", "fer-resnet18-bilstm.safetensors"]
+    for variant in ("full", "baseline"):
+        f = shipped["files"][variant]
+        assert f["evaluation"]["n"] == 4 and 0 <= f["predictions_changed"] <= 4
+        assert f["sha256"] in (tmp_path / "checkpoints/README.md").read_text()
+
+    done = run_module("training.ship", "--records", str(records), "--weights", str(study / "out"), "--data",
+                      str(study / "test_only"), "--out", str(tmp_path / "c2"), "--results", str(tmp_path / "r2"))
+    assert done.returncode == 2 and "over the 40 MB limit" in done.stderr  # resnet18 pair in fp16: ~52 MB
+
+
+def _record(variant: str, seed: int, val: float, test: float, recipe="paper", backbone="b") -> Record:
+    per_class = {c: {"precision": test, "recall": test, "f1": test, "support": 1} for c in CLASSES8}
+    metrics = {"accuracy": test, "macro_f1": test, "mean_class_accuracy": test, "per_class": per_class}
+    return Record(Path("."), recipe, backbone, variant, seed, {"accuracy": val}, {"test": metrics}, {})
+
+
+def test_one_seed_says_the_t_test_is_impossible():
+    t2 = table2_per_class([_record("full", 0, 0.5, 0.6), _record("baseline", 0, 0.5, 0.5)], "test")
+    effect = t2["groups"][0]["bilstm_effect"]["accuracy"]
+    assert effect["p_value"] is None and effect["mean"] == pytest.approx(0.1) and effect["favouring_bilstm"] == 1
+    assert "needs at least 2" in table2_markdown(t2)
+    assert "a single seed, so no spread" in bilstm_answer(t2, None)
+
+
+def test_paired_effect_over_seeds_and_its_verdict():
+    records = [_record("full", s, 0.5, 0.60 + 0.01 * s) for s in range(3)]
+    records += [_record("baseline", s, 0.5, 0.50 + 0.012 * s) for s in range(3)]
+    t2 = table2_per_class(records, "test")
+    effect = t2["groups"][0]["bilstm_effect"]["accuracy"]
+    assert effect["differences"] == pytest.approx([0.10, 0.098, 0.096])
+    assert effect["favouring_bilstm"] == 3 and effect["p_value"] < 0.05
+    assert "beyond seed noise" in bilstm_answer(t2, None)
+
+
+def test_the_pair_is_chosen_on_validation_never_on_test():
+    records = [_record("full", 0, 0.70, 0.10, backbone="small"), _record("baseline", 0, 0.60, 0.10, backbone="small"),
+               _record("full", 0, 0.60, 0.99, backbone="big"), _record("baseline", 0, 0.65, 0.99, backbone="big"),
+               _record("full", 1, 0.80, 0.10, backbone="small"), _record("baseline", 1, 0.55, 0.99, backbone="small")]
+    pair = select_pair(records)
+    assert pair["backbone"] == "small" and pair["full"].seed == 1 and pair["baseline"].seed == 0

@@ -1,0 +1,80 @@
+"""checkpoints/README.md, the shipped pair's model card, written by training.ship from the run records and this
+machine's evaluation of the shipped files: data, recipe, seeds, validation and test figures, sha256, reproduction."""
+from __future__ import annotations
+
+from training.records import Record, by_variant
+from training.tables import stats
+from training.tables_markdown import pct
+
+
+def _recipe_lines(recipe: dict) -> list[str]:
+    keys = ("optimizer", "lr", "weight_decay", "batch_size", "epochs", "patience", "lr_schedule", "class_weighting",
+            "soft_labels", "label_smoothing", "ema", "grad_clip", "amp", "rotation_degrees", "hflip", "flip_tta",
+            "select_metric", "backbone_weights")
+    return [f"| {k} | {recipe.get(k)} |" for k in keys]
+
+
+def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:
+    split = summary["split"]
+    full, baseline = pair["full"], pair["baseline"]
+    group = by_variant(records)[(pair["recipe"], pair["backbone"])]
+    data = full.data
+    lines = ["# Checkpoints: the default pair", "",
+             "Written by `python -m training.ship`; do not edit by hand. The app and the CLI load these two files "
+             "by default (the baseline's file name contains `baseline`).", "",
+             "| file | model | run | bytes | sha256 |", "|---|---|---|---:|---|"]
+    for variant, record in (("full", full), ("baseline", baseline)):
+        f = summary["files"][variant]
+        kind = "Bi-LSTM (full)" if variant == "full" else "baseline (GAP instead of Bi-LSTM)"
+        lines.append(f"| `{f['file']}` | {record.backbone} {kind} | `{record.name}` | {f['bytes']:,} | `{f['sha256']}` |")
+    lines += ["", f"Together {summary['total_bytes'] / 1e6:.1f} MB. Weights are stored in **float16** (the model runs "
+              "in float32 after loading)."]
+    lines += ["", "## Data", "",
+              f"FER+ (FER2013 48x48 gray faces with the FERPlus majority labels), {data.get('format', '?')} layout. "
+              "Training on the train split; each run's best epoch chosen on the val split; the test split used only "
+              "for the figures below. FER2013 images are research-only and are not in this repository.", ""]
+    train = data.get("train") or {}
+    if train:
+        lines += [f"Train split: {train.get('n')} images, class counts {train.get('class_counts')}."]
+    lines += ["", f"## Recipe: `{pair['recipe']}`", "", "| setting | value |", "|---|---|",
+              *_recipe_lines(full.training["recipe"]), "",
+              f"Backbone {pair['backbone']}. Seeds trained: full {sorted(group['full'])}, baseline "
+              f"{sorted(group['baseline'])}. Selection: {summary['selection']['rule']}."]
+    cands = ", ".join(f"{k}: {100 * v:.2f} %" for k, v in summary["selection"]["candidates"].items())
+    lines += ["", f"Mean validation accuracy of the full runs per candidate: {cands}."]
+    lines += ["", "## Figures", "",
+              f"| model | seed | best epoch / run | val accuracy | {split} accuracy (record) | {split} accuracy here | "
+              f"{split} mean class acc. | {split} macro F1 | predictions changed by float16 |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for variant, record in (("full", full), ("baseline", baseline)):
+        f = summary["files"][variant]
+        e = f["evaluation"]
+        lines.append(f"| {variant} | {record.seed} | {record.training['best_epoch']} / {record.training['epochs_run']} "
+                     f"| {pct(record.val['accuracy'])} | {pct(f['reference']['accuracy'])} "
+                     f"({f['reference']['device']}) | {pct(e['accuracy'])} ({e['device_name']}) | "
+                     f"{pct(e['mean_class_accuracy'])} | {pct(e['macro_f1'])} | {f['predictions_changed']} of {e['n']} |")
+    lines += ["", f"Over all seeds of this recipe and backbone ({split}, mean ± std):", "",
+              "| model | seeds | accuracy | mean class acc. | macro F1 |", "|---|---:|---:|---:|---:|"]
+    for variant in ("full", "baseline"):
+        runs = [r.evals[split] for r in group[variant].values() if split in r.evals]
+        lines.append(f"| {variant} | {len(runs)} | " + " | ".join(pct(stats([m[k] for m in runs])) for k in
+                                                                 ("accuracy", "mean_class_accuracy", "macro_f1")) + " |")
+    lines += ["", "Per-class figures, confusion matrices and the Bi-LSTM's effect over seeds: `results/`.", "",
+              "## Reproduce", "", "```bash",
+              "# on a GPU machine (see docs/gpu_runs.md for the exact calls and time limits)",
+              f"python -m training.study --config training/configs/{pair['recipe']}.yaml --data data/ferplus \\",
+              f"    --backbones {pair['backbone']} --variants full baseline --seeds "
+              f"{' '.join(map(str, sorted(group['full'])))} --runs-dir runs --eval-data DIR_WITH_TEST \\",
+              "    --pack records.tar.gz --export-weights weights/",
+              "# here",
+              "tar -xzf records.tar.gz -C results/runs",
+              "python -m training.results --records results/runs --cost results/cost --out results --readme README.md",
+              "python -m training.ship --records results/runs --weights weights/ --data ../shared/data/ferplus",
+              f"python -m fer_explain evaluate --checkpoint checkpoints/{summary['files']['full']['file']} "
+              f"--data ../shared/data/ferplus --split {split} --device cpu",
+              "```", "",
+              "## Limitations", "",
+              "Trained on 48x48 gray FER2013 faces: photos are read in gray at that resolution. FER2013's "
+              "demographic balance is unknown; disgust, contempt and fear have few examples and the weakest figures. "
+              "An expression is not an emotion. Not for decisions about people.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""Run records: what a finished training run leaves behind that the results are built from, without its weights.
+
+A record is a run folder (or its copy under results/runs/, as unpacked from `training.study --pack`) holding
+model.json (the checkpoint's metadata: config, recipe, best-epoch validation metrics, training summary), log.jsonl,
+eval_<split>.json (training.study / `fer_explain evaluate --json`) and optionally study.json. Everything a table
+shows is read from these files; the variant name is derived from the stored config, never from folder names.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fer_explain.errors import UserError
+
+VARIANT_ORDER = ("full", "baseline", "full_no_spatial", "full_no_channel", "baseline_no_spatial",
+                 "baseline_no_channel", "full_no_class_weighting")
+
+
+@dataclass
+class Record:
+    path: Path
+    recipe: str
+    backbone: str
+    variant: str
+    seed: int
+    val: dict
+    evals: dict[str, dict]
+    training: dict
+    data: dict = field(default_factory=dict)
+    log: list[dict] = field(default_factory=list)
+    study: dict | None = None
+
+    @property
+    def group(self) -> tuple[str, str]:
+        return self.recipe, self.backbone
+
+    @property
+    def name(self) -> str:
+        return f"{self.recipe}/{self.backbone}/{self.variant}/seed{self.seed}"
+
+
+def variant_of(model_config: dict, recipe: dict) -> str:
+    """The study's variant key (training.study.VARIANTS) that this config and recipe correspond to."""
+    name = model_config["variant"]
+    if model_config.get("spatial_attention") == "none":
+        name += "_no_spatial"
+    if model_config.get("channel_attention") == "none":
+        name += "_no_channel"
+    if not recipe.get("class_weighting", True):
+        name += "_no_class_weighting"
+    return name
+
+
+def read_record(run_dir: Path) -> Record:
+    try:
+        meta = json.loads((run_dir / "model.json").read_text())
+        training = meta["training"]
+        recipe = training["recipe"]
+        record = Record(path=run_dir, recipe=recipe["name"], backbone=meta["model_config"]["backbone"],
+                        variant=variant_of(meta["model_config"], recipe), seed=int(training["arguments"]["seed"]),
+                        val=meta["validation"], evals={}, training=training, data=meta.get("data") or {})
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{run_dir}/model.json is not a training run's checkpoint metadata ({type(e).__name__}: {e})"
+                        ) from None
+    for path in sorted(run_dir.glob("eval_*.json")):
+        record.evals[path.stem[len("eval_"):]] = json.loads(path.read_text())
+    if (run_dir / "log.jsonl").is_file():
+        record.log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    if (run_dir / "study.json").is_file():
+        record.study = json.loads((run_dir / "study.json").read_text())
+    return record
+
+
+def load_records(root: str | Path) -> list[Record]:
+    """Every run under `root` (any depth), sorted by recipe, backbone, variant order and seed."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"no run records at {root}: unpack a study's records there "
+                        f"(tar -xzf records.tar.gz -C {root}) or point at a runs folder")
+    records = [read_record(p.parent) for p in sorted(root.rglob("model.json"))]
+    if not records:
+        raise UserError(f"{root} holds no run records (no model.json below it)")
+    seen: dict[str, Path] = {}
+    for r in records:
+        if r.name in seen:
+            raise UserError(f"two runs are both {r.name}: {seen[r.name]} and {r.path}; keep one")
+        seen[r.name] = r.path
+    order = {v: i for i, v in enumerate(VARIANT_ORDER)}
+    return sorted(records, key=lambda r: (r.recipe, r.backbone, order.get(r.variant, len(order)), r.variant, r.seed))
+
+
+def by_variant(records: list[Record]) -> dict[tuple[str, str], dict[str, dict[int, Record]]]:
+    """(recipe, backbone) -> variant -> seed -> record."""
+    out: dict[tuple[str, str], dict[str, dict[int, Record]]] = {}
+    for r in records:
+        out.setdefault(r.group, {}).setdefault(r.variant, {})[r.seed] = r
+    return out
+
+
+def select_pair(records: list[Record]) -> dict:
+    """The pair to ship, chosen on validation only: the (recipe, backbone) whose `full` runs have the best mean
+    validation accuracy among those that also have `baseline` runs, then each variant's val-best seed (ties: the
+    lower seed)."""
+    groups = {g: v for g, v in by_variant(records).items() if "full" in v and "baseline" in v}
+    if not groups:
+        raise UserError("no recipe/backbone has both full and baseline runs, so there is no pair to choose")
+
+    def mean_val(runs: dict[int, Record]) -> float:
+        return sum(r.val["accuracy"] for r in runs.values()) / len(runs)
+
+    recipe, backbone = max(groups, key=lambda g: mean_val(groups[g]["full"]))
+    chosen = {}
+    for variant in ("full", "baseline"):
+        runs = groups[(recipe, backbone)][variant]
+        chosen[variant] = max(runs.values(), key=lambda r: (r.val["accuracy"], -r.seed))
+    return {"recipe": recipe, "backbone": backbone, "full": chosen["full"], "baseline": chosen["baseline"],
+            "candidates": {f"{g[0]}/{g[1]}": mean_val(v["full"]) for g, v in groups.items()},
+            "rule": "the recipe/backbone with the best mean validation accuracy of its full (Bi-LSTM) runs, then "
+                    "the val-best seed of full and of baseline; the test split is never looked at"}

@@ -1,0 +1,117 @@
+"""Ships the default checkpoint pair: the pair chosen on validation (training.records.select_pair) is copied into
+checkpoints/ from the float16 weights a study exported, re-evaluated here, and checkpoints/README.md is written.
+
+    python -m training.ship --records results/runs --weights DIR --data ../shared/data/ferplus --out checkpoints
+
+The weights must be the ones the records evaluated (their `storage.from_sha256` equals the record's checkpoint
+sha256). Each shipped file is evaluated on the split with `fer_explain.evaluate` on this machine, and its
+predictions are compared image by image with the record's (float32 weights, usually on the GPU), so the effect of
+float16 storage is measured, not assumed. The pair must fit in --max-mb (40 MB) together.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from fer_explain.errors import UserError, run_command
+from training.records import Record, load_records, select_pair
+
+NAMES = {"full": "fer-{backbone}-bilstm.safetensors", "baseline": "fer-{backbone}-baseline.safetensors"}
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--records", required=True, type=Path)
+    p.add_argument("--weights", required=True, type=Path, help="folder of exported .fp16.safetensors files")
+    p.add_argument("--data", required=True, help="dataset folder holding the eval split")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", type=Path, default=Path("checkpoints"))
+    p.add_argument("--results", type=Path, default=Path("results"), help="where shipped.json goes")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--max-mb", type=float, default=40.0, help="size limit of the pair together, in 10^6 bytes")
+    return p
+
+
+def find_weights(folder: Path, record: Record, split: str) -> Path:
+    from fer_explain.checkpoint import read_metadata
+
+    wanted = record.evals.get(split, {}).get("checkpoint_sha256")
+    if wanted is None:
+        raise UserError(f"{record.name} has no {split} evaluation in its record; run the study's evaluation first")
+    for path in sorted(folder.glob("*.safetensors")):
+        storage = read_metadata(path).get("storage", {})
+        if storage.get("run") == record.name and storage.get("from_sha256") == wanted:
+            return path
+    raise UserError(f"no exported weights of {record.name} (sha256 {wanted[:12]}...) in {folder}: rerun its study "
+                    "with --export-weights and bring the file back")
+
+
+def verify(path: Path, record: Record, data: str, split: str, device) -> dict:
+    """This machine's evaluation of the shipped file, and how its predictions differ from the record's."""
+    import numpy as np
+
+    from fer_explain.checkpoint import load_checkpoint
+    from fer_explain.data import load_split
+    from fer_explain.evaluate import evaluation_record
+
+    dataset = load_split(data, split)
+    reference = record.evals[split]
+    if dataset.fingerprint() != reference["data_fingerprint"]:
+        raise UserError(f"the {split} split in {data} is not the one {record.name} was evaluated on (other fingerprint)")
+    ckpt = load_checkpoint(path, device)
+    ours = evaluation_record(ckpt, dataset, device, 32 if device.type == "cpu" else 256, reference["flip_tta"], data,
+                             split, progress=sys.stderr.isatty())
+    changed = int((np.asarray(ours["predictions"]) != np.asarray(reference["predictions"])).sum())
+    return {"file": path.name, "run": record.name, "sha256": ours["checkpoint_sha256"],
+            "bytes": path.stat().st_size, "storage": "float16", "evaluation": {k: v for k, v in ours.items()
+                                                                               if k != "predictions"},
+            "reference": {"accuracy": reference["accuracy"], "device": reference.get("device_name", reference["device"]),
+                          "checkpoint_sha256": reference["checkpoint_sha256"]},
+            "predictions_changed": changed, "accuracy_change": ours["accuracy"] - reference["accuracy"]}
+
+
+def main(args: argparse.Namespace) -> dict:
+    from fer_explain.checkpoint import read_metadata
+    from fer_explain.device import pick_device
+    from training.checkpoint_card import card_markdown
+
+    records = load_records(args.records)
+    pair = select_pair(records)
+    sources = {v: find_weights(args.weights, pair[v], args.split) for v in ("full", "baseline")}
+    total = sum(p.stat().st_size for p in sources.values())
+    if total > args.max_mb * 1e6:
+        raise UserError(f"the pair is {total / 1e6:.1f} MB together, over the {args.max_mb:g} MB limit")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for old in list(args.out.glob("*.safetensors")) + list(args.out.glob("*.json")):
+        old.unlink()  # one default pair only: the app and CLI pick the pair by file name
+    device = pick_device(args.device)
+    shipped = {}
+    for variant, source in sources.items():
+        target = args.out / NAMES[variant].format(backbone=pair["backbone"])
+        shutil.copyfile(source, target)
+        target.with_suffix(".json").write_text(json.dumps(read_metadata(target), indent=2) + "\n")
+        shipped[variant] = verify(target, pair[variant], args.data, args.split, device)
+        e = shipped[variant]
+        print(f"{target}: {args.split} accuracy {100 * e['evaluation']['accuracy']:.2f}% on {device.type} "
+              f"(record: {100 * e['reference']['accuracy']:.2f}% on {e['reference']['device']}); "
+              f"{e['predictions_changed']} of {e['evaluation']['n']} predictions changed")
+    summary = {"selection": {"recipe": pair["recipe"], "backbone": pair["backbone"], "rule": pair["rule"],
+                             "candidates": pair["candidates"]},
+               "split": args.split, "total_bytes": total, "files": shipped}
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "shipped.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (args.out / "README.md").write_text(card_markdown(summary, records, pair))
+    print(f"wrote {args.out / 'README.md'} and {args.results / 'shipped.json'}")
+    return summary
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    return run_command(lambda: (main(args), 0)[1])
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

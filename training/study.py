@@ -1,0 +1,291 @@
+"""A study: the training runs of one recipe (backbones x variants x seeds) run side by side on one device, each
+best checkpoint then evaluated on a held-out split, and everything small packed for the trip back from a GPU machine.
+
+    python -m training.study --config training/configs/paper.yaml --data data/ferplus \
+        --backbones resnet50 mobilenet_v2 --variants full baseline --seeds 0 1 2 --runs-dir runs --parallel 6 \
+        [--epochs N] [--time-limit S] [--backbone-weights mobilenet_v2=FILE] \
+        [--eval-data ../shared/data/ferplus --eval-split test] [--pack records.tar.gz] [--export-weights DIR]
+
+RUN_DIR = RUNS_DIR/<recipe>/<backbone>/<variant>/seed<S>: training/train.py's run folder plus train.log (its
+output), study.json (how it was run: concurrency, wall time, exit code) and eval_<split>.json. Runs are separate
+`training.train` processes, so a launch-bound small model on a big GPU shares it with others. The eval split never
+chooses anything: each run keeps its best epoch on validation, and the exported pair is each variant's val-best
+seed. Finished runs are skipped and interrupted ones resume, so rerunning the command continues the study.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fer_explain.errors import UserError, run_command
+from training.recipe import CHOICES, load_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+# variant -> (description, training flags): the paper's Table III rows plus the class-weighting ablation
+VARIANTS = {
+    "full": ("Bi-LSTM + channel + spatial attention (full)", []),
+    "baseline": ("GAP + channel + spatial attention (baseline)", ["--variant", "baseline"]),
+    "full_no_spatial": ("Bi-LSTM + channel attention", ["--spatial-attention", "none"]),
+    "full_no_channel": ("Bi-LSTM + spatial attention", ["--channel-attention", "none"]),
+    "baseline_no_spatial": ("GAP + channel attention", ["--variant", "baseline", "--spatial-attention", "none"]),
+    "baseline_no_channel": ("GAP + spatial attention", ["--variant", "baseline", "--channel-attention", "none"]),
+    "full_no_class_weighting": ("full, unweighted cross-entropy", ["--no-class-weighting"]),
+}
+RECORD_FILES = ("model.json", "log.jsonl", "study.json", "curves.png", "train.log")
+MIN_LAUNCH_SECONDS = 60  # a run launched with less time than this left would not finish one epoch
+
+
+@dataclass
+class Job:
+    backbone: str
+    variant: str
+    seed: int
+    run_dir: Path
+    argv: list[str]
+
+    @property
+    def name(self) -> str:
+        return f"{self.backbone}/{self.variant}/seed{self.seed}"
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, help="recipe YAML shared by every run")
+    p.add_argument("--data", required=True, help="dataset folder with the train and val splits")
+    p.add_argument("--backbones", nargs="+", required=True, choices=CHOICES["backbone"])
+    p.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=["full", "baseline"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--runs-dir", required=True, type=Path)
+    p.add_argument("--parallel", type=int, default=1, help="training processes at once (they share the device)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--limit-train", type=int)
+    p.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="for the whole training phase: runs stop after their last epoch that fits, none starts late")
+    p.add_argument("--backbone-weights", nargs="+", default=[], metavar="BACKBONE=FILE",
+                   help="initial weights per backbone, e.g. mobilenet_v2=weights/mobilenet_v2.safetensors")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--data-format")
+    p.add_argument("--eval-data", help="dataset folder with the eval split (default: --data)")
+    p.add_argument("--eval-split", default="test")
+    p.add_argument("--pack", type=Path, help="write the runs' small files (no weights) to this .tar.gz")
+    p.add_argument("--export-weights", type=Path, metavar="DIR",
+                   help="write float16 copies of each backbone's val-best full and baseline checkpoints here")
+    p.add_argument("--export-max-mib", type=float, default=16.0, help="skip exported files larger than this")
+    return p
+
+
+def _weights_by_backbone(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        backbone, sep, file = item.partition("=")
+        if not sep or backbone not in CHOICES["backbone"] or not file:
+            raise UserError(f"--backbone-weights takes BACKBONE=FILE with BACKBONE one of "
+                            f"{', '.join(CHOICES['backbone'])}; got {item!r}")
+        if not Path(file).is_file():
+            raise UserError(f"--backbone-weights: file not found: {file}")
+        out[backbone] = file
+    return out
+
+
+def plan_jobs(args: argparse.Namespace, recipe: dict) -> list[Job]:
+    if len(set(args.seeds)) != len(args.seeds):
+        raise UserError(f"--seeds repeats a seed: {args.seeds}")
+    if args.parallel < 1:
+        raise UserError(f"--parallel must be at least 1, not {args.parallel}")
+    weights = _weights_by_backbone(args.backbone_weights)
+    jobs = []
+    for backbone in args.backbones:  # in the order given: put the slowest first so it is not left running alone
+        for variant in args.variants:
+            for seed in args.seeds:
+                run_dir = args.runs_dir / recipe["name"] / backbone / variant / f"seed{seed}"
+                argv = ["--config", str(args.config), "--data", str(args.data), "--out", str(run_dir), "--backbone",
+                        backbone, "--seed", str(seed), "--device", args.device, *VARIANTS[variant][1]]
+                for flag, value in (("--epochs", args.epochs), ("--limit-train", args.limit_train),
+                                    ("--data-format", args.data_format), ("--backbone-weights", weights.get(backbone))):
+                    if value is not None:
+                        argv += [flag, str(value)]
+                jobs.append(Job(backbone, variant, seed, run_dir, argv))
+    return jobs
+
+
+def _launch(job: Job, time_left: float | None, threads: int) -> subprocess.Popen:
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    argv = [*job.argv, *(["--time-limit", f"{time_left:.0f}"] if time_left is not None else [])]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
+    with open(job.run_dir / "train.log", "ab") as log:  # the child keeps its own handle
+        log.write(f"$ python -m training.train {' '.join(argv)}\n".encode())
+        log.flush()
+        return subprocess.Popen([sys.executable, "-m", "training.train", *argv], stdout=log, stderr=subprocess.STDOUT,
+                                cwd=REPO, env=env)
+
+
+def _last_line(path: Path) -> str:
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()] if path.is_file() else []
+    return lines[-1][:300] if lines else "(no output)"
+
+
+def train_all(jobs: list[Job], parallel: int, time_limit: float | None) -> dict[str, int | None]:
+    """Run every job, at most `parallel` at once; returns job name -> exit code (None: never started)."""
+    started, pending, running, codes = time.perf_counter(), list(jobs), {}, {}
+    threads = max(1, (os.cpu_count() or 1) // min(parallel, len(jobs) or 1))
+    while pending or running:
+        while pending and len(running) < parallel:
+            job = pending.pop(0)
+            left = None if time_limit is None else time_limit - (time.perf_counter() - started)
+            if left is not None and left < MIN_LAUNCH_SECONDS:
+                codes[job.name] = None
+                print(f"[study] not started, out of time: {job.name}", file=sys.stderr)
+                continue
+            running[job.name] = (job, _launch(job, left, threads), time.perf_counter(), len(running) + 1)
+            print(f"[study] started {job.name} ({len(running)} running)", file=sys.stderr)
+        for name, (job, proc, t0, concurrent) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[name]
+            codes[name] = proc.returncode
+            seconds = time.perf_counter() - t0
+            (job.run_dir / "study.json").write_text(json.dumps(
+                {"returncode": proc.returncode, "seconds": round(seconds, 1), "parallel": parallel,
+                 "running_at_start": concurrent, "time_limit_s": time_limit}, indent=2) + "\n")
+            status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+            print(f"[study] {status}: {name} in {seconds:.0f} s: {_last_line(job.run_dir / 'train.log')}",
+                  file=sys.stderr)
+        time.sleep(0.5)
+    return codes
+
+
+def evaluate_runs(jobs: list[Job], args: argparse.Namespace, eval_format: str | None) -> None:
+    """eval_<split>.json for each finished run whose checkpoint changed since its last evaluation."""
+    import torch
+
+    from fer_explain.checkpoint import load_checkpoint
+    from fer_explain.data import load_split
+    from fer_explain.device import pick_device
+    from fer_explain.evaluate import evaluation_record, file_sha256
+
+    finished = [j for j in jobs if (j.run_dir / "model.safetensors").is_file()]
+    todo = []
+    for job in finished:
+        out = job.run_dir / f"eval_{args.eval_split}.json"
+        sha = file_sha256(job.run_dir / "model.safetensors")
+        if not out.is_file() or json.loads(out.read_text()).get("checkpoint_sha256") != sha:
+            todo.append(job)
+    if not todo:
+        return
+    device = pick_device(args.device)
+    data = args.eval_data or args.data
+    dataset = load_split(data, args.eval_split, eval_format or "auto")
+    batch = 256 if device.type == "cuda" else 32
+    for job in todo:
+        ckpt = load_checkpoint(job.run_dir, device)
+        tta = bool(ckpt.metadata.get("training", {}).get("recipe", {}).get("flip_tta", False))
+        record = evaluation_record(ckpt, dataset, device, batch, tta, data, args.eval_split, progress=False)
+        (job.run_dir / f"eval_{args.eval_split}.json").write_text(json.dumps(record, indent=2) + "\n")
+        del ckpt
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _validation_accuracy(job: Job) -> float | None:
+    try:
+        return float(json.loads((job.run_dir / "model.json").read_text())["validation"]["accuracy"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def export_weights(jobs: list[Job], out_dir: Path, recipe_name: str, max_mib: float) -> list[Path]:
+    """float16 copies of each backbone's val-best seed of `full` and of `baseline` (chosen on validation only)."""
+    import torch
+
+    from fer_explain.checkpoint import load_checkpoint, save_checkpoint
+    from fer_explain.evaluate import file_sha256
+
+    written = []
+    for backbone in dict.fromkeys(j.backbone for j in jobs):
+        for variant in ("full", "baseline"):
+            scored = [(acc, -j.seed, j) for j in jobs if j.backbone == backbone and j.variant == variant
+                      and (acc := _validation_accuracy(j)) is not None]
+            if not scored:
+                continue
+            job = max(scored, key=lambda t: t[:2])[2]
+            ckpt = load_checkpoint(job.run_dir)
+            extra = {k: v for k, v in ckpt.metadata.items() if k not in ("format", "model_config", "classes",
+                                                                          "preprocessing")}
+            extra["storage"] = {"dtype": "float16", "from": str(job.run_dir / "model.safetensors"),
+                                "from_sha256": file_sha256(ckpt.path), "run": f"{recipe_name}/{job.name}"}
+            path = out_dir / f"{recipe_name}-{backbone}-{variant}-seed{job.seed}.fp16.safetensors"
+            save_checkpoint(path, ckpt.model, ckpt.preprocessing, extra, dtype=torch.float16)
+            mib = path.stat().st_size / 2**20
+            if mib > max_mib:
+                path.unlink()
+                path.with_suffix(".json").unlink()
+                print(f"[study] not exported: {path.name} is {mib:.1f} MiB (> {max_mib:g})", file=sys.stderr)
+                continue
+            path.with_suffix(".json").unlink()  # the metadata is in the header; keep the file count low
+            written.append(path)
+    return written
+
+
+def pack(jobs: list[Job], runs_dir: Path, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w:gz") as tar:
+        for job in jobs:
+            for path in sorted(job.run_dir.glob("eval_*.json")) + [job.run_dir / f for f in RECORD_FILES]:
+                if path.is_file():
+                    tar.add(path, arcname=str(path.relative_to(runs_dir)))
+    return out
+
+
+def summary_table(jobs: list[Job], split: str) -> str:
+    lines = [f"{'run':<40} {'epochs':>9} {'val acc':>8} {split + ' acc':>9} {'img/s':>7} {'wall s':>7}  notes"]
+    for job in jobs:
+        try:
+            training = json.loads((job.run_dir / "model.json").read_text())["training"]
+        except (OSError, ValueError, KeyError):
+            lines.append(f"{job.name:<40} (no checkpoint)")
+            continue
+        test = job.run_dir / f"eval_{split}.json"
+        test_acc = f"{100 * json.loads(test.read_text())['accuracy']:.2f}" if test.is_file() else "-"
+        notes = [n for n, flag in (("early stop", training.get("early_stopped")),
+                                   ("time limit", training.get("time_limited"))) if flag]
+        lines.append(f"{job.name:<40} {training['best_epoch']:>4}/{training['epochs_run']:<4} "
+                     f"{100 * _validation_accuracy(job):8.2f} {test_acc:>9} {training['mean_images_per_s'] or 0:7.0f} "
+                     f"{training['wall_time_s']:7.0f}  {', '.join(notes)}")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    recipe = load_recipe(args.config, {"data_format": args.data_format})
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise UserError(f"--time-limit must be a positive number of seconds, not {args.time_limit}")
+    jobs = plan_jobs(args, recipe)
+    codes = train_all(jobs, args.parallel, args.time_limit)
+    evaluate_runs(jobs, args, args.data_format)
+    print(summary_table(jobs, args.eval_split))
+    if args.export_weights:
+        for path in export_weights(jobs, args.export_weights, recipe["name"], args.export_max_mib):
+            print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    if args.pack:
+        print(f"wrote {pack(jobs, args.runs_dir, args.pack)}")
+    failed = [name for name, code in codes.items() if code != 0]
+    if failed:
+        print(f"error: {len(failed)} of {len(jobs)} runs did not finish: {', '.join(failed)} (see their train.log); "
+              "rerun the same command to continue them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    return run_command(lambda: main(args), "rerun the same command to continue the study")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,152 @@
+"""The results tables as plain dicts (the JSON files are these dicts; training.tables_markdown renders them).
+
+    table1_overall     Table I shape: accuracy, macro precision / recall / F1, mean class accuracy per model on the
+                       eval split, mean ± sample std (ddof=1) over seeds, plus the paper's claimed row marked as a claim
+    table2_per_class   Table II shape, per recipe/backbone: per-class accuracy (= recall) and F1 of full vs baseline
+                       and full − baseline, means over seeds; and the Bi-LSTM's effect: per-seed paired differences,
+                       their mean ± std, a paired t-test (scipy.stats.ttest_rel), how many seeds favour the Bi-LSTM
+    table3_ablation    Table III shape: every variant of a recipe/backbone that has ablation runs
+    table4_cost        Table IV shape: parameters, FLOPs, latency at batch 1 and 64, peak GPU memory, from the JSON
+                       files `python -m fer_explain cost --json` wrote, one row per model and device
+    training_runs      per run: device, concurrency, epochs, best epoch, images/s, wall time; and the throughput probes
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from fer_explain.classes import CLASSES
+from training.records import Record, by_variant
+
+SUMMARY_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "mean_class_accuracy")
+EFFECT_METRICS = ("accuracy", "macro_f1", "mean_class_accuracy")
+# The paper's figures (RAF-DB, ResNet50) were never measured here: shown as claims beside our measurements.
+CLAIMS = {"overall": {"model": "paper's Bi-LSTM dual attention (ResNet50), RAF-DB", "accuracy": 0.9420},
+          "per_class": {"contempt": 0.76}, "cost": {"params": 46.1e6, "gflops": 15.3}}
+
+
+def stats(values: list[float]) -> dict:
+    n = len(values)
+    return {"mean": float(np.mean(values)) if n else None, "std": float(np.std(values, ddof=1)) if n > 1 else None,
+            "n": n, "values": [float(v) for v in values]}
+
+
+def _metrics(record: Record, split: str) -> dict | None:
+    return record.val if split == "val" else record.evals.get(split)
+
+
+def table1_overall(records: list[Record], split: str) -> dict:
+    rows = []
+    for (recipe, backbone), variants in by_variant(records).items():
+        for variant, runs in variants.items():
+            evaluated = [r for r in runs.values() if _metrics(r, split) is not None]
+            rows.append({"recipe": recipe, "backbone": backbone, "variant": variant, "seeds": sorted(runs),
+                         split: {m: stats([_metrics(r, split)[m] for r in evaluated]) for m in SUMMARY_METRICS},
+                         "val_accuracy": stats([r.val["accuracy"] for r in runs.values()])})
+    return {"split": split, "rows": rows, "claims": [CLAIMS["overall"]]}
+
+
+def _paired(full: dict[int, Record], baseline: dict[int, Record], split: str, metric: str) -> dict:
+    from scipy.stats import ttest_rel
+
+    seeds = sorted(s for s in set(full) & set(baseline)
+                   if _metrics(full[s], split) is not None and _metrics(baseline[s], split) is not None)
+    a = [_metrics(full[s], split)[metric] for s in seeds]
+    b = [_metrics(baseline[s], split)[metric] for s in seeds]
+    diffs = [x - y for x, y in zip(a, b)]
+    out = {"seeds": seeds, "full": a, "baseline": b, "differences": diffs, **stats(diffs),
+           "favouring_bilstm": sum(d > 0 for d in diffs), "ties": sum(d == 0 for d in diffs),
+           "t": None, "p_value": None, "note": None}
+    if len(seeds) < 2:
+        out["note"] = f"n = {len(seeds)} paired seed(s): a paired t-test needs at least 2, so no p-value"
+        return out
+    result = ttest_rel(a, b)
+    if math.isnan(result.pvalue):
+        out["note"] = "the differences are identical on every seed (zero variance): the t-test is undefined"
+        return out
+    out["t"], out["p_value"] = float(result.statistic), float(result.pvalue)
+    return out
+
+
+def _class_mean(runs: dict[int, Record], split: str, name: str, key: str) -> float | None:
+    values = [m["per_class"][name][key] for r in runs.values() if (m := _metrics(r, split)) is not None
+              and m["per_class"][name][key] is not None]
+    return float(np.mean(values)) if values else None
+
+
+def table2_per_class(records: list[Record], split: str) -> dict:
+    groups = []
+    for (recipe, backbone), variants in by_variant(records).items():
+        if "full" not in variants or "baseline" not in variants:
+            continue
+        full, baseline = variants["full"], variants["baseline"]
+        supports = [m["per_class"] for r in full.values() if (m := _metrics(r, split)) is not None]
+        rows = []
+        for name in CLASSES:
+            row = {"class": name, "support": supports[0][name]["support"] if supports else None}
+            for key, label in (("recall", "accuracy"), ("f1", "f1")):
+                f, b = _class_mean(full, split, name, key), _class_mean(baseline, split, name, key)
+                row.update({f"full_{label}": f, f"baseline_{label}": b,
+                            f"difference_{label}": None if f is None or b is None else f - b})
+            rows.append(row)
+        groups.append({"recipe": recipe, "backbone": backbone, "rows": rows,
+                       "bilstm_effect": {m: _paired(full, baseline, split, m) for m in EFFECT_METRICS}})
+    return {"split": split, "groups": groups, "claims": CLAIMS["per_class"]}
+
+
+def table3_ablation(records: list[Record], split: str) -> dict:
+    from training.study import VARIANTS
+
+    groups = []
+    for (recipe, backbone), variants in by_variant(records).items():
+        if not set(variants) - {"full", "baseline"}:
+            continue
+        rows = [{"variant": v, "description": VARIANTS.get(v, (v,))[0], "seeds": sorted(runs),
+                 split: {m: stats([m_[m] for r in runs.values() if (m_ := _metrics(r, split)) is not None])
+                         for m in EFFECT_METRICS},
+                 "val_accuracy": stats([r.val["accuracy"] for r in runs.values()])}
+                for v, runs in variants.items()]
+        groups.append({"recipe": recipe, "backbone": backbone, "rows": rows})
+    return {"split": split, "groups": groups}
+
+
+def table4_cost(cost_files: list[Path]) -> dict:
+    import json
+
+    rows = []
+    for path in sorted(cost_files):
+        c = json.loads(path.read_text())
+        config = c["model_config"]
+        rows.append({"file": path.name, "backbone": config["backbone"], "variant": config["variant"],
+                     "device": c["device"], "precision": c["precision"], "cpu_threads": c["cpu_threads"],
+                     "params": c["params"]["total"], "gflops": c["gflops"], "gflops_lstm": c["flops_lstm_analytic"] / 1e9,
+                     "latency_ms": c["latency_ms"], "images_per_s": c["images_per_s"],
+                     "peak_memory_mb": c["peak_memory_mb"], "peak_memory_batch": c["peak_memory_batch"],
+                     "torch": c["torch"]})
+    return {"rows": rows, "claims": CLAIMS["cost"]}
+
+
+def training_runs(records: list[Record], probe_files: list[Path]) -> dict:
+    import json
+
+    rows = []
+    for r in records:
+        t = r.training
+        rows.append({"run": r.name, "device": t.get("device_name") or t.get("device"), "epochs_run": t["epochs_run"],
+                     "epochs_planned": t["recipe"]["epochs"], "best_epoch": t["best_epoch"],
+                     "batch_size": t["recipe"]["batch_size"], "images_per_s": t.get("mean_images_per_s"),
+                     "wall_time_s": t.get("wall_time_s"), "early_stopped": t.get("early_stopped"),
+                     "time_limited": t.get("time_limited", False),
+                     "parallel": (r.study or {}).get("parallel"), "running_at_start": (r.study or {}).get(
+                         "running_at_start")})
+    side_by_side: dict[tuple, list[float]] = {}  # runs of one study that shared the device
+    for r, row in zip(records, rows):
+        if row["parallel"] and row["images_per_s"]:
+            side_by_side.setdefault((r.recipe, r.backbone, row["device"], row["parallel"]), []).append(
+                row["images_per_s"])
+    shared = [{"recipe": k[0], "backbone": k[1], "device": k[2], "parallel": k[3], "runs": len(v),
+               "sum_images_per_s": sum(v[: k[3]])} for k, v in side_by_side.items() if k[3] > 1]
+    probes = [json.loads(p.read_text()) for p in sorted(probe_files)]
+    return {"rows": rows, "shared_device": shared, "probes": probes}

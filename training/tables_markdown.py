@@ -1,0 +1,159 @@
+"""Markdown for the results tables of training.tables (values in %, mean ± sample std over seeds), and the
+one-paragraph answer to the paper's question that the README quotes, written from the numbers alone."""
+from __future__ import annotations
+
+TITLES = {"accuracy": "accuracy", "macro_precision": "macro precision", "macro_recall": "macro recall",
+          "macro_f1": "macro F1", "mean_class_accuracy": "mean class accuracy"}
+
+
+def pct(value, signed: bool = False) -> str:
+    """A fraction as %, or a stats dict as mean ± std (no ± with one seed); '-' when there is nothing."""
+    if isinstance(value, dict):
+        if value["mean"] is None:
+            return "-"
+        std = value["std"]
+        return f"{100 * value['mean']:{'+' if signed else ''}.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+    return "-" if value is None else f"{100 * value:{'+' if signed else ''}.2f}"
+
+
+def table1_markdown(t: dict) -> str:
+    split = t["split"]
+    metrics = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "mean_class_accuracy")
+    lines = [f"# Table I: overall results on FER+ {split}", "",
+             f"Values in %, mean ± sample std over seeds. Each run's epoch was chosen on validation; `{split}` was "
+             "never used to choose anything.", "",
+             "| recipe | backbone | variant | seeds | " + " | ".join(TITLES[m] for m in metrics) + " | val accuracy |",
+             "|---|---|---|---|" + "---:|" * (len(metrics) + 1)]
+    for r in t["rows"]:
+        lines.append(f"| {r['recipe']} | {r['backbone']} | {r['variant']} | {len(r['seeds'])} | "
+                     + " | ".join(pct(r[split][m]) for m in metrics) + f" | {pct(r['val_accuracy'])} |")
+    for c in t["claims"]:
+        lines.append(f"| **claim** | {c['model']} | full | - | {pct(c['accuracy'])} (claimed, not measured) | "
+                     + " | ".join("-" for _ in metrics[1:]) + " | - |")
+    return "\n".join(lines) + "\n"
+
+
+def effect_line(e: dict) -> str:
+    per_seed = ", ".join(f"s{s}: {pct(d, True)}" for s, d in zip(e["seeds"], e["differences"]))
+    p = "n/a" if e["p_value"] is None else f"{e['p_value']:.3g}"
+    return f"{per_seed or '-'} | {pct(e, True)} | {e['favouring_bilstm']} of {e['n']} | {p}"
+
+
+def table2_markdown(t: dict) -> str:
+    split = t["split"]
+    lines = [f"# Table II: per class, Bi-LSTM (full) vs baseline, FER+ {split}", "",
+             "Per-class accuracy (= recall) and F1 in %, means over seeds; Δ = full − baseline."]
+    for g in t["groups"]:
+        lines += ["", f"## {g['recipe']} recipe, {g['backbone']}", "",
+                  "| class | support | full acc. | baseline acc. | Δ acc. | full F1 | baseline F1 | Δ F1 |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in g["rows"]:
+            claim = t["claims"].get(r["class"])
+            note = f" (paper claims {pct(claim)}, not measured)" if claim is not None else ""
+            lines.append(f"| {r['class']}{note} | {r['support'] if r['support'] is not None else '-'} | "
+                         f"{pct(r['full_accuracy'])} | {pct(r['baseline_accuracy'])} | "
+                         f"{pct(r['difference_accuracy'], True)} | {pct(r['full_f1'])} | {pct(r['baseline_f1'])} | "
+                         f"{pct(r['difference_f1'], True)} |")
+        lines += ["", f"Bi-LSTM effect (full − baseline, paired by seed, {split}):", "",
+                  "| metric | per-seed differences | mean ± std | seeds favouring Bi-LSTM | paired t-test p |",
+                  "|---|---|---:|---:|---:|"]
+        notes: dict[str, list[str]] = {}
+        for metric, e in g["bilstm_effect"].items():
+            lines.append(f"| {TITLES[metric]} | {effect_line(e)} |")
+            if e["note"]:
+                notes.setdefault(e["note"], []).append(TITLES[metric])
+        lines += [f"\nNo paired t-test for {', '.join(m)}: {note}." for note, m in notes.items()]
+    if not t["groups"]:
+        lines += ["", "No recipe/backbone has both full and baseline runs yet."]
+    return "\n".join(lines) + "\n"
+
+
+def table3_markdown(t: dict) -> str:
+    split = t["split"]
+    lines = [f"# Table III: ablation, FER+ {split}", "", "Values in %, mean ± sample std over seeds."]
+    for g in t["groups"]:
+        lines += ["", f"## {g['recipe']} recipe, {g['backbone']}", "",
+                  f"| variant | seeds | {split} accuracy | {split} macro F1 | {split} mean class acc. | val accuracy |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in g["rows"]:
+            lines.append(f"| {r['description']} (`{r['variant']}`) | {len(r['seeds'])} | "
+                         + " | ".join(pct(r[split][m]) for m in ("accuracy", "macro_f1", "mean_class_accuracy"))
+                         + f" | {pct(r['val_accuracy'])} |")
+    if not t["groups"]:
+        lines += ["", "No ablation runs yet."]
+    return "\n".join(lines) + "\n"
+
+
+def table4_markdown(t: dict) -> str:
+    lines = ["# Table IV: cost", "",
+             "FLOPs at batch 1 and 224x224 include the Bi-LSTM, added analytically (torch's counter sees 0 for "
+             "nn.LSTM). Latency: median of timed runs after warm-up, inference mode, BatchNorm folded; bf16 autocast "
+             "on CUDA, float32 on CPU.", "",
+             "| model | device | params (M) | GFLOPs (of which LSTM) | batch 1 ms | batch 64 ms | batch 64 img/s | "
+             "peak GPU MiB @64 |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in t["rows"]:
+        device = r["device"] + ("" if r["device"] != "cpu" else f" ({r['cpu_threads']} threads)")
+        peak = "-" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.0f}"
+        lines.append(f"| {r['backbone']} {r['variant']} | {device} | {r['params'] / 1e6:.2f} | "
+                     f"{r['gflops']:.2f} ({r['gflops_lstm']:.2f}) | {r['latency_ms'].get('1', float('nan')):.2f} | "
+                     f"{r['latency_ms'].get('64', float('nan')):.1f} | {r['images_per_s'].get('64', float('nan')):.0f} "
+                     f"| {peak} |")
+    c = t["claims"]
+    lines.append(f"| **claim**: paper's model | - | {c['params'] / 1e6:.1f} (claimed) | {c['gflops']:.1f} (claimed) "
+                 "| - | - | - | - |")
+    return "\n".join(lines) + "\n"
+
+
+def training_markdown(t: dict) -> str:
+    lines = ["# Training runs: throughput and wall time", "",
+             "images/s: training images per second over the run's epochs (augmentation included, validation "
+             "excluded), while `parallel` runs shared the device.", "",
+             "| run | device | batch | epochs run / planned | best epoch | images/s | wall time (s) | parallel | "
+             "stopped by |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in t["rows"]:
+        stop = "early stop" if r["early_stopped"] else "time limit" if r["time_limited"] else "-"
+        rate = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.0f}"
+        lines.append(f"| {r['run']} | {r['device']} | {r['batch_size']} | {r['epochs_run']} / {r['epochs_planned']} | "
+                     f"{r['best_epoch']} | {rate} | {r['wall_time_s']:.0f} | {r['parallel'] or '-'} | {stop} |")
+    if t.get("shared_device"):
+        lines += ["", "Runs trained side by side share the device: the sum of the first `parallel` runs' images/s "
+                  "approximates what the device did in all (an upper bound where they did not fully overlap).", "",
+                  "| recipe | backbone | device | parallel | runs | sum of images/s |", "|---|---|---|---:|---:|---:|"]
+        lines += [f"| {g['recipe']} | {g['backbone']} | {g['device']} | {g['parallel']} | {g['runs']} | "
+                  f"{g['sum_images_per_s']:.0f} |" for g in t["shared_device"]]
+    if t["probes"]:
+        lines += ["", "## Throughput probes (`python -m training.throughput`)", "",
+                  "| backbone | variant | device | batch | precision | compiled | images/s |",
+                  "|---|---|---|---:|---|---|---:|"]
+        for p in t["probes"]:
+            for row in p["rows"]:
+                lines.append(f"| {p['backbone']} | {p['variant']} | {p['device']} | {row['batch_size']} | "
+                             f"{p['amp']} | {p['compile']} | {row['images_per_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def bilstm_answer(table2: dict, selected: dict | None) -> str:
+    """Does the Bi-LSTM help, by how much, on which classes, beyond seed noise? One paragraph per recipe/backbone."""
+    if not table2["groups"]:
+        return "No recipe/backbone has both Bi-LSTM and baseline runs yet, so the question is open."
+    parts = []
+    for g in table2["groups"]:
+        e = g["bilstm_effect"]["accuracy"]
+        if e["mean"] is None:
+            continue
+        spread = (f"{pct(e['std'])} pp std over {e['n']} seeds" if e["std"] is not None
+                  else "a single seed, so no spread")
+        noise = ("beyond seed noise (paired t-test p < 0.05)" if e["p_value"] is not None and e["p_value"] < 0.05
+                 else "not distinguishable from seed noise" + (f" (paired t-test p = {e['p_value']:.2g})"
+                                                              if e["p_value"] is not None else ""))
+        deltas = [(r["difference_accuracy"], r["class"]) for r in g["rows"] if r["difference_accuracy"] is not None]
+        gains = ", ".join(f"{c} {pct(d, True)}" for d, c in sorted(deltas, reverse=True)[:2] if d > 0) or "none"
+        losses = ", ".join(f"{c} {pct(d, True)}" for d, c in sorted(deltas)[:2] if d < 0) or "none"
+        parts.append(f"**{g['recipe']} recipe, {g['backbone']}:** the Bi-LSTM changes {table2['split']} accuracy by "
+                     f"{pct(e['mean'], True)} pp ({spread}; {e['favouring_bilstm']} of {e['n']} seeds favour it), "
+                     f"{noise}. Largest per-class gains: {gains}; largest losses: {losses} (pp of class accuracy, "
+                     "mean over seeds; the rare classes have few test images, so their changes are noisy).")
+    if selected:
+        parts.append(f"Shipped pair (chosen on validation): {selected['recipe']} recipe, {selected['backbone']}, "
+                     f"Bi-LSTM seed {selected['full']}, baseline seed {selected['baseline']}.")
+    return "\n\n".join(parts)
