@@ -87,6 +87,22 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
     assert done.returncode == 2 and "over the 40 MB limit" in done.stderr  # resnet18 pair in fp16: ~52 MB
 
 
+def test_a_run_still_going_after_the_deadline_is_stopped_and_recorded(tmp_path, monkeypatch):
+    from training import study
+
+    monkeypatch.setattr(study, "MIN_LAUNCH_SECONDS", 0)
+    monkeypatch.setattr(study, "KILL_GRACE_SECONDS", 0)
+    data = write_ferplus_npz(tmp_path / "data", {"train_0": 2, "val": 1})
+    args = study.get_args_parser().parse_args(
+        ["--config", str(QUICK), "--data", str(data), "--backbones", "resnet18", "--variants", "full", "--seeds", "0",
+         "--runs-dir", str(tmp_path / "runs"), "--device", "cpu"])
+    jobs = study.plan_jobs(args, {"name": "quick"})
+    codes = study.train_all(jobs, parallel=1, time_limit=0.5)  # python and torch take longer than that to start
+    assert codes["resnet18/full/seed0"] != 0
+    assert json.loads((jobs[0].run_dir / "study.json").read_text())["stopped_overdue"] is True
+    assert "--time-limit 1" in (jobs[0].run_dir / "train.log").read_text()
+
+
 def _record(variant: str, seed: int, val: float, test: float, recipe="paper", backbone="b") -> Record:
     per_class = {c: {"precision": test, "recall": test, "f1": test, "support": 1} for c in CLASSES8}
     metrics = {"accuracy": test, "macro_f1": test, "mean_class_accuracy": test, "per_class": per_class}

@@ -42,7 +42,10 @@ def find_weights(folder: Path, record: Record, split: str) -> Path:
     if wanted is None:
         raise UserError(f"{record.name} has no {split} evaluation in its record; run the study's evaluation first")
     for path in sorted(folder.glob("*.safetensors")):
-        storage = read_metadata(path).get("storage", {})
+        try:
+            storage = read_metadata(path).get("storage", {})
+        except UserError:  # e.g. backbone weights lying in the same folder: not a candidate
+            continue
         if storage.get("run") == record.name and storage.get("from_sha256") == wanted:
             return path
     raise UserError(f"no exported weights of {record.name} (sha256 {wanted[:12]}...) in {folder}: rerun its study "

@@ -40,6 +40,9 @@ VARIANTS = {
 }
 RECORD_FILES = ("model.json", "log.jsonl", "study.json", "curves.png", "train.log")
 MIN_LAUNCH_SECONDS = 60  # a run launched with less time than this left would not finish one epoch
+# A run still going this long after the time limit is stopped, so that evaluation and packing still happen before
+# the machine's own limit kills everything. It keeps its best checkpoint so far (written atomically each time).
+KILL_GRACE_SECONDS = 45
 
 
 @dataclass
@@ -67,7 +70,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--limit-train", type=int)
     p.add_argument("--time-limit", type=float, metavar="SECONDS",
-                   help="for the whole training phase: runs stop after their last epoch that fits, none starts late")
+                   help="for the whole training phase: runs stop after their last epoch that fits, none starts late, "
+                        f"and one still going {KILL_GRACE_SECONDS} s later is stopped")
     p.add_argument("--backbone-weights", nargs="+", default=[], metavar="BACKBONE=FILE",
                    help="initial weights per backbone, e.g. mobilenet_v2=weights/mobilenet_v2.safetensors")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -117,7 +121,7 @@ def plan_jobs(args: argparse.Namespace, recipe: dict) -> list[Job]:
 
 def _launch(job: Job, time_left: float | None, threads: int) -> subprocess.Popen:
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    argv = [*job.argv, *(["--time-limit", f"{time_left:.0f}"] if time_left is not None else [])]
+    argv = [*job.argv, *(["--time-limit", f"{max(1.0, time_left):.0f}"] if time_left is not None else [])]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
     with open(job.run_dir / "train.log", "ab") as log:  # the child keeps its own handle
         log.write(f"$ python -m training.train {' '.join(argv)}\n".encode())
@@ -145,7 +149,13 @@ def train_all(jobs: list[Job], parallel: int, time_limit: float | None) -> dict[
                 continue
             running[job.name] = (job, _launch(job, left, threads), time.perf_counter(), len(running) + 1)
             print(f"[study] started {job.name} ({len(running)} running)", file=sys.stderr)
+        overdue = time_limit is not None and time.perf_counter() - started > time_limit + KILL_GRACE_SECONDS
         for name, (job, proc, t0, concurrent) in list(running.items()):
+            if proc.poll() is None and overdue:
+                print(f"[study] stopping {name}: still running {KILL_GRACE_SECONDS} s after the time limit",
+                      file=sys.stderr)
+                proc.terminate()
+                proc.wait()
             if proc.poll() is None:
                 continue
             del running[name]
@@ -153,7 +163,8 @@ def train_all(jobs: list[Job], parallel: int, time_limit: float | None) -> dict[
             seconds = time.perf_counter() - t0
             (job.run_dir / "study.json").write_text(json.dumps(
                 {"returncode": proc.returncode, "seconds": round(seconds, 1), "parallel": parallel,
-                 "running_at_start": concurrent, "time_limit_s": time_limit}, indent=2) + "\n")
+                 "running_at_start": concurrent, "time_limit_s": time_limit, "stopped_overdue": overdue},
+                indent=2) + "\n")
             status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
             print(f"[study] {status}: {name} in {seconds:.0f} s: {_last_line(job.run_dir / 'train.log')}",
                   file=sys.stderr)

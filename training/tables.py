@@ -139,6 +139,8 @@ def training_runs(records: list[Record], probe_files: list[Path]) -> dict:
                      "batch_size": t["recipe"]["batch_size"], "images_per_s": t.get("mean_images_per_s"),
                      "wall_time_s": t.get("wall_time_s"), "early_stopped": t.get("early_stopped"),
                      "time_limited": t.get("time_limited", False),
+                     "stopped_by_study": bool((r.study or {}).get("stopped_overdue")
+                                             and (r.study or {}).get("returncode") != 0),
                      "parallel": (r.study or {}).get("parallel"), "running_at_start": (r.study or {}).get(
                          "running_at_start")})
     side_by_side: dict[tuple, list[float]] = {}  # runs of one study that shared the device

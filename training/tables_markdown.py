@@ -111,7 +111,8 @@ def training_markdown(t: dict) -> str:
              "| run | device | batch | epochs run / planned | best epoch | images/s | wall time (s) | parallel | "
              "stopped by |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in t["rows"]:
-        stop = "early stop" if r["early_stopped"] else "time limit" if r["time_limited"] else "-"
+        stop = ("early stop" if r["early_stopped"] else "time limit" if r["time_limited"]
+                else "study deadline (killed mid-epoch)" if r.get("stopped_by_study") else "-")
         rate = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.0f}"
         lines.append(f"| {r['run']} | {r['device']} | {r['batch_size']} | {r['epochs_run']} / {r['epochs_planned']} | "
                      f"{r['best_epoch']} | {rate} | {r['wall_time_s']:.0f} | {r['parallel'] or '-'} | {stop} |")
