@@ -25,14 +25,18 @@ def study(tmp_path_factory) -> Path:
     data = write_ferplus_npz(root / "data", {"train_0": 2, "val": 1, "test": 1})
     (root / "test_only").mkdir()
     shutil.move(data / "test.npz", root / "test_only/test.npz")  # as on the GPU machine: test kept apart
-    done = run_module("training.study", "--config", str(QUICK), "--data", str(data), "--eval-data",
-                      str(root / "test_only"), "--backbones", "resnet18", "--variants", "full", "baseline",
-                      "full_no_spatial", "--seeds", "0", "1", "--epochs", "1", "--limit-train", "4", "--device", "cpu",
-                      "--parallel", "2", "--runs-dir", str(root / "runs"), "--time-limit", "900",
-                      "--pack", str(root / "out/records.tar.gz"), "--export-weights", str(root / "out"),
-                      "--export-max-mib", "100")
+    argv = ["training.study", "--config", str(QUICK), "--data", str(data), "--eval-data", str(root / "test_only"),
+            "--backbones", "resnet18", "--variants", "full", "baseline", "full_no_spatial", "--seeds", "0", "1",
+            "--epochs", "1", "--limit-train", "4", "--device", "cpu", "--parallel", "2", "--runs-dir",
+            str(root / "runs"), "--time-limit", "900", "--pack", str(root / "out/records.tar.gz"),
+            "--export-weights", str(root / "out"), "--export-max-mib", "100"]
+    done = run_module(*argv)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resnet18/full_no_spatial/seed1" in done.stdout  # the summary table
+    how = (root / "runs/quick/resnet18/full/seed0/study.json").read_text()
+    done = run_module(*argv)  # rerunning continues the study: nothing left to train, how it was trained is kept
+    assert done.returncode == 0 and done.stderr.count("already finished") == 6, done.stderr[-3000:]
+    assert (root / "runs/quick/resnet18/full/seed0/study.json").read_text() == how
     return root
 
 
@@ -96,7 +100,7 @@ def test_a_run_still_going_after_the_deadline_is_stopped_and_recorded(tmp_path, 
     args = study.get_args_parser().parse_args(
         ["--config", str(QUICK), "--data", str(data), "--backbones", "resnet18", "--variants", "full", "--seeds", "0",
          "--runs-dir", str(tmp_path / "runs"), "--device", "cpu"])
-    jobs = study.plan_jobs(args, {"name": "quick"})
+    jobs = study.plan_jobs(args, {"name": "quick", "epochs": 2})
     codes = study.train_all(jobs, parallel=1, time_limit=0.5)  # python and torch take longer than that to start
     assert codes["resnet18/full/seed0"] != 0
     assert json.loads((jobs[0].run_dir / "study.json").read_text())["stopped_overdue"] is True

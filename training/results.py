@@ -127,7 +127,7 @@ def main(args: argparse.Namespace) -> list[Path]:
     block = answer_block(t2, selected)
     index = ["# Results", "", "Every file here is written by `python -m training.results` from the run records in "
              f"`{args.records}` and the cost files; do not edit by hand.", "",
-             "## Does the Bi-LSTM help?", "", block.split("\n", 1)[1].rsplit("\n", 1)[0], "",
+             "## Does the Bi-LSTM help?", "", tables_markdown.bilstm_answer(t2, selected), "",
              "## Files", ""] + [f"- [`{p.name}`]({p.name})" for p in written]
     (out / "README.md").write_text("\n".join(index) + "\n")
     written.append(out / "README.md")

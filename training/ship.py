@@ -88,8 +88,13 @@ def main(args: argparse.Namespace) -> dict:
     if total > args.max_mb * 1e6:
         raise UserError(f"the pair is {total / 1e6:.1f} MB together, over the {args.max_mb:g} MB limit")
     args.out.mkdir(parents=True, exist_ok=True)
-    for old in list(args.out.glob("*.safetensors")) + list(args.out.glob("*.json")):
-        old.unlink()  # one default pair only: the app and CLI pick the pair by file name
+    for old in args.out.glob("*.safetensors"):  # one default pair only: the app and CLI pick it by file name
+        try:
+            read_metadata(old)
+        except UserError:
+            continue  # not a fer-explain checkpoint: not ours to delete
+        old.unlink()
+        old.with_suffix(".json").unlink(missing_ok=True)
     device = pick_device(args.device)
     shipped = {}
     for variant, source in sources.items():

@@ -52,6 +52,7 @@ class Job:
     seed: int
     run_dir: Path
     argv: list[str]
+    epochs: int  # as asked for now: a rerun with more epochs extends a finished run
 
     @property
     def name(self) -> str:
@@ -115,7 +116,7 @@ def plan_jobs(args: argparse.Namespace, recipe: dict) -> list[Job]:
                                     ("--data-format", args.data_format), ("--backbone-weights", weights.get(backbone))):
                     if value is not None:
                         argv += [flag, str(value)]
-                jobs.append(Job(backbone, variant, seed, run_dir, argv))
+                jobs.append(Job(backbone, variant, seed, run_dir, argv, args.epochs or recipe["epochs"]))
     return jobs
 
 
@@ -135,6 +136,17 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else "(no output)"
 
 
+def _finished(job: Job) -> bool:
+    from training.resume import read_resume_state
+
+    try:
+        saved = read_resume_state(job.run_dir)
+    except UserError:
+        return False  # training.train says what is wrong with it
+    return saved is not None and (job.run_dir / "study.json").is_file() and (
+        saved["early_stopped"] or saved["epoch"] >= job.epochs)
+
+
 def train_all(jobs: list[Job], parallel: int, time_limit: float | None) -> dict[str, int | None]:
     """Run every job, at most `parallel` at once; returns job name -> exit code (None: never started)."""
     started, pending, running, codes = time.perf_counter(), list(jobs), {}, {}
@@ -142,6 +154,10 @@ def train_all(jobs: list[Job], parallel: int, time_limit: float | None) -> dict[
     while pending or running:
         while pending and len(running) < parallel:
             job = pending.pop(0)
+            if _finished(job):  # keep its study.json: it says how the run was actually trained
+                codes[job.name] = 0
+                print(f"[study] already finished: {job.name}", file=sys.stderr)
+                continue
             left = None if time_limit is None else time_limit - (time.perf_counter() - started)
             if left is not None and left < MIN_LAUNCH_SECONDS:
                 codes[job.name] = None
