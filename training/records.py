@@ -98,6 +98,11 @@ def by_variant(records: list[Record]) -> dict[tuple[str, str], dict[str, dict[in
     return out
 
 
+def val_best(runs) -> Record:
+    """The run with the best validation accuracy (ties: the lower seed); the rule every selection here uses."""
+    return max(runs, key=lambda r: (r.val["accuracy"], -r.seed))
+
+
 def select_pair(records: list[Record]) -> dict:
     """The pair to ship, chosen on validation only: the (recipe, backbone) whose `full` runs have the best mean
     validation accuracy among those that also have `baseline` runs, then each variant's val-best seed (ties: the
@@ -110,10 +115,7 @@ def select_pair(records: list[Record]) -> dict:
         return sum(r.val["accuracy"] for r in runs.values()) / len(runs)
 
     recipe, backbone = max(groups, key=lambda g: mean_val(groups[g]["full"]))
-    chosen = {}
-    for variant in ("full", "baseline"):
-        runs = groups[(recipe, backbone)][variant]
-        chosen[variant] = max(runs.values(), key=lambda r: (r.val["accuracy"], -r.seed))
+    chosen = {variant: val_best(groups[(recipe, backbone)][variant].values()) for variant in ("full", "baseline")}
     return {"recipe": recipe, "backbone": backbone, "full": chosen["full"], "baseline": chosen["baseline"],
             "candidates": {f"{g[0]}/{g[1]}": mean_val(v["full"]) for g, v in groups.items()},
             "rule": "the recipe/backbone with the best mean validation accuracy of its full (Bi-LSTM) runs, then "

@@ -52,15 +52,13 @@ def find_weights(folder: Path, record: Record, split: str) -> Path:
                     "with --export-weights and bring the file back")
 
 
-def verify(path: Path, record: Record, data: str, split: str, device) -> dict:
+def verify(path: Path, record: Record, dataset, data: str, split: str, device) -> dict:
     """This machine's evaluation of the shipped file, and how its predictions differ from the record's."""
     import numpy as np
 
     from fer_explain.checkpoint import load_checkpoint
-    from fer_explain.data import load_split
     from fer_explain.evaluate import evaluation_record
 
-    dataset = load_split(data, split)
     reference = record.evals[split]
     if dataset.fingerprint() != reference["data_fingerprint"]:
         raise UserError(f"the {split} split in {data} is not the one {record.name} was evaluated on (other fingerprint)")
@@ -78,6 +76,7 @@ def verify(path: Path, record: Record, data: str, split: str, device) -> dict:
 
 def main(args: argparse.Namespace) -> dict:
     from fer_explain.checkpoint import read_metadata
+    from fer_explain.data import load_split
     from fer_explain.device import pick_device
     from training.checkpoint_card import card_markdown
 
@@ -96,12 +95,13 @@ def main(args: argparse.Namespace) -> dict:
         old.unlink()
         old.with_suffix(".json").unlink(missing_ok=True)
     device = pick_device(args.device)
+    dataset = load_split(args.data, args.split)
     shipped = {}
     for variant, source in sources.items():
         target = args.out / NAMES[variant].format(backbone=pair["backbone"])
         shutil.copyfile(source, target)
         target.with_suffix(".json").write_text(json.dumps(read_metadata(target), indent=2) + "\n")
-        shipped[variant] = verify(target, pair[variant], args.data, args.split, device)
+        shipped[variant] = verify(target, pair[variant], dataset, args.data, args.split, device)
         e = shipped[variant]
         print(f"{target}: {args.split} accuracy {100 * e['evaluation']['accuracy']:.2f}% on {device.type} "
               f"(record: {100 * e['reference']['accuracy']:.2f}% on {e['reference']['device']}); "
@@ -118,7 +118,11 @@ def main(args: argparse.Namespace) -> dict:
 
 def cli(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    return run_command(lambda: (main(args), 0)[1])
+
+    def run() -> None:  # the summary is printed and written; the exit code is 0
+        main(args)
+
+    return run_command(run)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from fer_explain.errors import UserError, run_command
 from training.recipe import CHOICES, load_recipe
+from training.records import Record, by_variant, read_record, val_best
 
 REPO = Path(__file__).resolve().parents[1]
 # variant -> (description, training flags): the paper's Table III rows plus the class-weighting ablation
@@ -220,14 +221,12 @@ def evaluate_runs(jobs: list[Job], args: argparse.Namespace, eval_format: str | 
             torch.cuda.empty_cache()
 
 
-def _validation_accuracy(job: Job) -> float | None:
-    try:
-        return float(json.loads((job.run_dir / "model.json").read_text())["validation"]["accuracy"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+def finished_records(jobs: list[Job]) -> dict[str, Record]:
+    """job name -> its run record, for the jobs whose run left a checkpoint."""
+    return {j.name: read_record(j.run_dir) for j in jobs if (j.run_dir / "model.json").is_file()}
 
 
-def export_weights(jobs: list[Job], out_dir: Path, recipe_name: str, max_mib: float) -> list[Path]:
+def export_weights(records: list[Record], out_dir: Path, max_mib: float) -> list[Path]:
     """float16 copies of each backbone's val-best seed of `full` and of `baseline` (chosen on validation only)."""
     import torch
 
@@ -235,27 +234,24 @@ def export_weights(jobs: list[Job], out_dir: Path, recipe_name: str, max_mib: fl
     from fer_explain.evaluate import file_sha256
 
     written = []
-    for backbone in dict.fromkeys(j.backbone for j in jobs):
+    for group, variants in by_variant(records).items():
         for variant in ("full", "baseline"):
-            scored = [(acc, -j.seed, j) for j in jobs if j.backbone == backbone and j.variant == variant
-                      and (acc := _validation_accuracy(j)) is not None]
-            if not scored:
+            if variant not in variants:
                 continue
-            job = max(scored, key=lambda t: t[:2])[2]
-            ckpt = load_checkpoint(job.run_dir)
+            record = val_best(variants[variant].values())
+            ckpt = load_checkpoint(record.path)
             extra = {k: v for k, v in ckpt.metadata.items() if k not in ("format", "model_config", "classes",
                                                                           "preprocessing")}
-            extra["storage"] = {"dtype": "float16", "from": str(job.run_dir / "model.safetensors"),
-                                "from_sha256": file_sha256(ckpt.path), "run": f"{recipe_name}/{job.name}"}
-            path = out_dir / f"{recipe_name}-{backbone}-{variant}-seed{job.seed}.fp16.safetensors"
+            extra["storage"] = {"dtype": "float16", "from": str(ckpt.path), "from_sha256": file_sha256(ckpt.path),
+                                "run": record.name}
+            path = out_dir / f"{record.recipe}-{record.backbone}-{variant}-seed{record.seed}.fp16.safetensors"
             save_checkpoint(path, ckpt.model, ckpt.preprocessing, extra, dtype=torch.float16)
+            path.with_suffix(".json").unlink()  # the metadata is in the header; keep the file count low
             mib = path.stat().st_size / 2**20
             if mib > max_mib:
                 path.unlink()
-                path.with_suffix(".json").unlink()
                 print(f"[study] not exported: {path.name} is {mib:.1f} MiB (> {max_mib:g})", file=sys.stderr)
                 continue
-            path.with_suffix(".json").unlink()  # the metadata is in the header; keep the file count low
             written.append(path)
     return written
 
@@ -270,20 +266,19 @@ def pack(jobs: list[Job], runs_dir: Path, out: Path) -> Path:
     return out
 
 
-def summary_table(jobs: list[Job], split: str) -> str:
+def summary_table(jobs: list[Job], records: dict[str, Record], split: str) -> str:
     lines = [f"{'run':<40} {'epochs':>9} {'val acc':>8} {split + ' acc':>9} {'img/s':>7} {'wall s':>7}  notes"]
     for job in jobs:
-        try:
-            training = json.loads((job.run_dir / "model.json").read_text())["training"]
-        except (OSError, ValueError, KeyError):
+        record = records.get(job.name)
+        if record is None:
             lines.append(f"{job.name:<40} (no checkpoint)")
             continue
-        test = job.run_dir / f"eval_{split}.json"
-        test_acc = f"{100 * json.loads(test.read_text())['accuracy']:.2f}" if test.is_file() else "-"
+        training = record.training
+        test_acc = f"{100 * record.evals[split]['accuracy']:.2f}" if split in record.evals else "-"
         notes = [n for n, flag in (("early stop", training.get("early_stopped")),
                                    ("time limit", training.get("time_limited"))) if flag]
         lines.append(f"{job.name:<40} {training['best_epoch']:>4}/{training['epochs_run']:<4} "
-                     f"{100 * _validation_accuracy(job):8.2f} {test_acc:>9} {training['mean_images_per_s'] or 0:7.0f} "
+                     f"{100 * record.val['accuracy']:8.2f} {test_acc:>9} {training['mean_images_per_s'] or 0:7.0f} "
                      f"{training['wall_time_s']:7.0f}  {', '.join(notes)}")
     return "\n".join(lines)
 
@@ -295,9 +290,10 @@ def main(args: argparse.Namespace) -> int:
     jobs = plan_jobs(args, recipe)
     codes = train_all(jobs, args.parallel, args.time_limit)
     evaluate_runs(jobs, args, args.data_format)
-    print(summary_table(jobs, args.eval_split))
+    records = finished_records(jobs)
+    print(summary_table(jobs, records, args.eval_split))
     if args.export_weights:
-        for path in export_weights(jobs, args.export_weights, recipe["name"], args.export_max_mib):
+        for path in export_weights(list(records.values()), args.export_weights, args.export_max_mib):
             print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     if args.pack:
         print(f"wrote {pack(jobs, args.runs_dir, args.pack)}")

@@ -93,7 +93,11 @@ def main(args: argparse.Namespace) -> dict:
 
 def cli(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    return run_command(lambda: (main(args), 0)[1])
+
+    def run() -> None:  # the figures are printed (and written with --json); the exit code is 0
+        main(args)
+
+    return run_command(run)
 
 
 if __name__ == "__main__":
