@@ -10,7 +10,7 @@ from training.tables_markdown import pct
 def _recipe_lines(recipe: dict) -> list[str]:
     keys = ("optimizer", "lr", "weight_decay", "batch_size", "epochs", "patience", "lr_schedule", "class_weighting",
             "soft_labels", "label_smoothing", "ema", "grad_clip", "amp", "rotation_degrees", "hflip", "flip_tta",
-            "select_metric", "backbone_weights")
+            "select_metric", "backbone_weights", "freeze_backbone")
     return [f"| {k} | {recipe.get(k)} |" for k in keys]
 
 
@@ -59,17 +59,25 @@ def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:
         runs = [r.evals[split] for r in group[variant].values() if split in r.evals]
         lines.append(f"| {variant} | {len(runs)} | " + " | ".join(pct(stats([m[k] for m in runs])) for k in
                                                                  ("accuracy", "mean_class_accuracy", "macro_f1")) + " |")
+    recipe = full.training["recipe"]
+    weights = f" --backbone-weights {pair['backbone']}={recipe['backbone_weights']}" if recipe.get("backbone_weights") \
+        else ""
+    if recipe.get("freeze_backbone"):  # a CPU recipe: everything runs on this machine
+        where, data, evaluation, folder = ["# any machine, CPU included"], "../shared/data/ferplus", "../shared/data/ferplus", "runs"
+    else:
+        where, data, evaluation, folder = ["# on a GPU machine (docs/gpu_runs.md: exact calls, time limits)"], \
+            "data/ferplus", "DIR_WITH_TEST", "weights"
+    back = ["# here", f"tar -xzf {folder}/records.tar.gz -C results/runs"]
+    out = f"--pack {folder}/records.tar.gz --export-weights {folder}/export"
+    weights_dir = f"{folder}/export"
     lines += ["", "Per-class figures, confusion matrices and the Bi-LSTM's effect over seeds: `results/`.", "",
-              "## Reproduce", "", "```bash",
-              "# on a GPU machine (see docs/gpu_runs.md for the exact calls and time limits)",
-              f"python -m training.study --config training/configs/{pair['recipe']}.yaml --data data/ferplus \\",
+              "## Reproduce", "", "```bash", *where,
+              f"python -m training.study --config training/configs/{pair['recipe']}.yaml --data {data} \\",
               f"    --backbones {pair['backbone']} --variants full baseline --seeds "
-              f"{' '.join(map(str, sorted(group['full'])))} --runs-dir runs --eval-data DIR_WITH_TEST \\",
-              "    --pack records.tar.gz --export-weights weights/",
-              "# here",
-              "tar -xzf records.tar.gz -C results/runs",
+              f"{' '.join(map(str, sorted(group['full'])))} --runs-dir runs --eval-data {evaluation} \\",
+              f"   {weights} {out}", *back,
               "python -m training.results --records results/runs --cost results/cost --out results --readme README.md",
-              "python -m training.ship --records results/runs --weights weights/ --data ../shared/data/ferplus",
+              f"python -m training.ship --records results/runs --weights {weights_dir} --data ../shared/data/ferplus",
               f"python -m fer_explain evaluate --checkpoint checkpoints/{summary['files']['full']['file']} "
               f"--data ../shared/data/ferplus --split {split} --device cpu",
               "```", "",

@@ -39,6 +39,7 @@ DEFAULTS = {
     "rotation_degrees": 15.0,
     "hflip": True,
     "data_format": "auto",
+    "freeze_backbone": False,  # train only after the backbone, on its cached features (training/frozen_backbone.py)
 }
 
 CHOICES = {
@@ -78,6 +79,10 @@ def _check(recipe: dict, source: str) -> dict:
             raise UserError(f"{source}: {key} must be at least 1")
     if not 0 <= recipe["ema"] < 1:
         raise UserError(f"{source}: ema is a decay in [0, 1), not {recipe['ema']}")
+    if recipe["freeze_backbone"] and (recipe["rotation_degrees"] or recipe["hflip"] or recipe["flip_tta"]
+                                      or recipe["ema"]):
+        raise UserError(f"{source}: freeze_backbone trains on cached features, which cannot be rotated or flipped: "
+                        "set rotation_degrees: 0, hflip: false, flip_tta: false and ema: 0")
     if not 0 <= recipe["label_smoothing"] < 1:
         raise UserError(f"{source}: label_smoothing must be in [0, 1), not {recipe['label_smoothing']}")
     return recipe

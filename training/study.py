@@ -112,7 +112,8 @@ def plan_jobs(args: argparse.Namespace, recipe: dict) -> list[Job]:
             for seed in args.seeds:
                 run_dir = args.runs_dir / recipe["name"] / backbone / variant / f"seed{seed}"
                 argv = ["--config", str(args.config), "--data", str(args.data), "--out", str(run_dir), "--backbone",
-                        backbone, "--seed", str(seed), "--device", args.device, *VARIANTS[variant][1]]
+                        backbone, "--seed", str(seed), "--device", args.device, *VARIANTS[variant][1],
+                        "--feature-cache", str(args.runs_dir / "feature_cache")]  # used by freeze_backbone recipes
                 for flag, value in (("--epochs", args.epochs), ("--limit-train", args.limit_train),
                                     ("--data-format", args.data_format), ("--backbone-weights", weights.get(backbone))):
                     if value is not None:

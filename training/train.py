@@ -51,6 +51,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the training model")
     p.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="stop after the last epoch that fits in this many seconds (the run stays resumable)")
+    p.add_argument("--feature-cache", default="runs/feature_cache", metavar="DIR",
+                   help="where a freeze_backbone recipe keeps the backbone's features (training/frozen_backbone.py)")
     return p
 
 
@@ -77,7 +79,8 @@ def make_optimizer(recipe: dict, model: torch.nn.Module):
              "sgd": lambda p, lr, weight_decay: torch.optim.SGD(p, lr, momentum=0.9, weight_decay=weight_decay)}
     # fused Adam(W) on CUDA: one kernel per step instead of several per parameter tensor (same update rule)
     fused = {"fused": True} if recipe["optimizer"] != "sgd" and next(model.parameters()).is_cuda else {}
-    optimizer = kinds[recipe["optimizer"]](model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"],
+    trainable = [p for p in model.parameters() if p.requires_grad]  # a frozen backbone's are not
+    optimizer = kinds[recipe["optimizer"]](trainable, lr=recipe["lr"], weight_decay=recipe["weight_decay"],
                                            **fused)
     warmup, epochs = recipe["warmup_epochs"], recipe["epochs"]
 
@@ -111,8 +114,11 @@ def train_one_epoch(model, raw_model, optimizer, scaler, ema, data: dict, recipe
                disable=not (dist_.is_main and sys.stderr.isatty()), file=sys.stderr, dynamic_ncols=True)
     for step, begin in enumerate(bar):
         idx = order[begin:begin + bs]
-        x = train_transform(data["images"][idx], preprocessing, max_degrees=recipe["rotation_degrees"],
-                            flip=recipe["hflip"], generator=augment).contiguous(memory_format=torch.channels_last)
+        if "features" in data:  # frozen backbone: the cached backbone output is the input
+            x = data["features"][idx].float()
+        else:
+            x = train_transform(data["images"][idx], preprocessing, max_degrees=recipe["rotation_degrees"],
+                                flip=recipe["hflip"], generator=augment).contiguous(memory_format=torch.channels_last)
         labels = data["labels"][idx]
         targets = data["soft_labels"][idx] if recipe["soft_labels"] else labels
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
@@ -148,8 +154,10 @@ def evaluate(model, dataset, preprocessing, dist_: Dist, recipe: dict) -> dict:
     `model.to(...)` re-flattens the cuDNN LSTM weights in place, which must not happen in inference mode on a model
     that goes on training."""
     from fer_explain.evaluate import predict_probabilities
-    from fer_explain.metrics import compute_metrics
 
+    if isinstance(dataset, dict):  # frozen backbone: cached validation features, one process
+        from training.frozen_backbone import predict_from_features
+        return _metrics(predict_from_features(model, dataset["features"], dist_.device), dataset["labels"])
     shard = dataset if dist_.world == 1 else dataset.subset(torch.arange(dist_.rank, len(dataset), dist_.world))
     probs = predict_probabilities(model, shard, preprocessing, dist_.device, batch_size=recipe["eval_batch_size"],
                                   flip_tta=recipe["flip_tta"],
@@ -159,6 +167,12 @@ def evaluate(model, dataset, preprocessing, dist_: Dist, recipe: dict) -> dict:
         gathered = [None] * dist_.world
         torch.distributed.all_gather_object(gathered, (probs, labels))
         probs, labels = np.concatenate([g[0] for g in gathered]), np.concatenate([g[1] for g in gathered])
+    return _metrics(probs, labels)
+
+
+def _metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
+    from fer_explain.metrics import compute_metrics
+
     metrics = compute_metrics(labels, probs.argmax(1))
     metrics["loss"] = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
     return metrics
@@ -186,6 +200,11 @@ def main(args: argparse.Namespace) -> TrainingResult:
     if dist_.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     model = make_model(recipe, dist_.device)
+    train_target, eval_data = model, val_set  # what the epoch loop trains and what evaluate reads
+    if recipe["freeze_backbone"]:
+        from training.frozen_backbone import prepare_training
+        train_target, eval_data = prepare_training(model, data, val_set, preprocessing, data_info, args.feature_cache,
+                                                   dist_)
     ema = None
     if recipe["ema"] > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -207,7 +226,7 @@ def main(args: argparse.Namespace) -> TrainingResult:
         if dist_.is_main:
             print(f"{run_dir}: resuming after epoch {state['epoch']} (best epoch {state['best_epoch']})",
                   file=sys.stderr)
-    train_model = model
+    train_model = train_target
     if dist_.world > 1:
         from torch.nn.parallel import DistributedDataParallel
         train_model = DistributedDataParallel(model, device_ids=[dist_.device.index] if dist_.device.index is not None
@@ -219,14 +238,15 @@ def main(args: argparse.Namespace) -> TrainingResult:
         from fer_explain.losses import class_weights
         class_weight = class_weights(data["class_counts"]).to(dist_.device)
     eval_model = ema.module if ema is not None else model
+    eval_target = ema.module if ema is not None else train_target
     sign = -1 if recipe["select_metric"] == "val_loss" else 1
     for epoch in range(state["epoch"], recipe["epochs"]):
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        stats = train_one_epoch(train_model, model, optimizer, scaler, ema, data, recipe, preprocessing, epoch,
+        stats = train_one_epoch(train_model, train_target, optimizer, scaler, ema, data, recipe, preprocessing, epoch,
                                 args.seed, dist_, class_weight)
         scheduler.step()
-        val = evaluate(eval_model, val_set, preprocessing, dist_, recipe)
+        val = evaluate(eval_target, eval_data, preprocessing, dist_, recipe)
         row = {"epoch": epoch + 1, "train_loss": stats["train_loss"], "train_accuracy": stats["train_accuracy"],
                "val_loss": val["loss"], "val_accuracy": val["accuracy"],
                "val_mean_class_accuracy": val["mean_class_accuracy"], "val_macro_f1": val["macro_f1"], "lr": lr,
