@@ -63,21 +63,21 @@ def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:
     weights = f" --backbone-weights {pair['backbone']}={recipe['backbone_weights']}" if recipe.get("backbone_weights") \
         else ""
     if recipe.get("freeze_backbone"):  # a CPU recipe: everything runs on this machine
-        where, data, evaluation, folder = ["# any machine, CPU included"], "../shared/data/ferplus", "../shared/data/ferplus", "runs"
+        where, train_dir, eval_dir, folder = "# any machine, CPU included", "../shared/data/ferplus", \
+            "../shared/data/ferplus", "runs"
     else:
-        where, data, evaluation, folder = ["# on a GPU machine (docs/gpu_runs.md: exact calls, time limits)"], \
+        where, train_dir, eval_dir, folder = "# on a GPU machine (docs/gpu_runs.md: exact calls, time limits)", \
             "data/ferplus", "DIR_WITH_TEST", "weights"
     back = ["# here", f"tar -xzf {folder}/records.tar.gz -C results/runs"]
     out = f"--pack {folder}/records.tar.gz --export-weights {folder}/export"
-    weights_dir = f"{folder}/export"
     lines += ["", "Per-class figures, confusion matrices and the Bi-LSTM's effect over seeds: `results/`.", "",
-              "## Reproduce", "", "```bash", *where,
-              f"python -m training.study --config training/configs/{pair['recipe']}.yaml --data {data} \\",
+              "## Reproduce", "", "```bash", where,
+              f"python -m training.study --config training/configs/{pair['recipe']}.yaml --data {train_dir} \\",
               f"    --backbones {pair['backbone']} --variants full baseline --seeds "
-              f"{' '.join(map(str, sorted(group['full'])))} --runs-dir runs --eval-data {evaluation} \\",
+              f"{' '.join(map(str, sorted(group['full'])))} --runs-dir runs --eval-data {eval_dir} \\",
               f"   {weights} {out}", *back,
               "python -m training.results --records results/runs --cost results/cost --out results --readme README.md",
-              f"python -m training.ship --records results/runs --weights {weights_dir} --data ../shared/data/ferplus",
+              f"python -m training.ship --records results/runs --weights {folder}/export --data ../shared/data/ferplus",
               f"python -m fer_explain evaluate --checkpoint checkpoints/{summary['files']['full']['file']} "
               f"--data ../shared/data/ferplus --split {split} --device cpu",
               "```", "",

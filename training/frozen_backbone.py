@@ -34,13 +34,9 @@ class AfterBackbone(nn.Module):
         self.model = model
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # the backbone never runs in training, so its batch-norm statistics cannot move whatever its train/eval mode
         attended, _ = self.model.attend(features)
         return self.model.forward_tokens(map_to_tokens(attended))
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.model.backbone.eval()  # frozen: its batch-norm statistics must not move (it never runs here anyway)
-        return self
 
 
 def freeze(model: nn.Module) -> AfterBackbone:
@@ -49,12 +45,18 @@ def freeze(model: nn.Module) -> AfterBackbone:
     return AfterBackbone(model)
 
 
-def _key(model: nn.Module, fingerprint: str, preprocessing) -> str:
-    """Same backbone weights, same images, same preprocessing -> same cached features."""
+def backbone_digest(model: nn.Module) -> str:
+    """sha256 of the backbone's weights and buffers: part of the cache key, so other weights get other features."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.backbone.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _key(digest: str, fingerprint: str, preprocessing) -> str:
+    """Same backbone weights, same images, same preprocessing -> same cached features."""
+    h = hashlib.sha256(digest.encode())
     h.update(fingerprint.encode())
     h.update(json.dumps(preprocessing.to_dict(), sort_keys=True).encode())
     return h.hexdigest()[:20]
@@ -78,12 +80,13 @@ def compute_features(backbone: nn.Module, images: torch.Tensor, preprocessing, d
     return torch.cat(chunks)
 
 
-def cached_features(cache_dir: Path, model: nn.Module, images: torch.Tensor, fingerprint: str, preprocessing,
-                    device: torch.device, label: str) -> torch.Tensor:
-    """The features from CACHE_DIR/<key>.safetensors, computed and written (atomically) when absent."""
+def cached_features(cache_dir: Path, model: nn.Module, digest: str, images: torch.Tensor, fingerprint: str,
+                    preprocessing, device: torch.device, label: str) -> torch.Tensor:
+    """The features from CACHE_DIR/<key>.safetensors, computed and written (atomically) when absent; `digest` is
+    `backbone_digest(model)`, computed once by the caller for both splits."""
     from safetensors.torch import load_file, save_file
 
-    path = Path(cache_dir) / f"{_key(model, fingerprint, preprocessing)}.safetensors"
+    path = Path(cache_dir) / f"{_key(digest, fingerprint, preprocessing)}.safetensors"
     if path.is_file():
         return load_file(str(path))["features"]
     start = time.perf_counter()
@@ -114,10 +117,12 @@ def prepare_training(model: nn.Module, data: dict, val_set, preprocessing, data_
     features and labels; `data_info` (stored in the checkpoint) says how the features were made."""
     if dist_.world > 1:
         raise UserError("freeze_backbone runs in one process: start it with python, not torchrun")
-    data["features"] = cached_features(feature_cache, model, data.pop("images"), data_info["train"]["fingerprint"],
-                                       preprocessing, dist_.device, "train").to(dist_.device)
+    digest = backbone_digest(model)
+    data["features"] = cached_features(feature_cache, model, digest, data.pop("images"),
+                                       data_info["train"]["fingerprint"], preprocessing, dist_.device,
+                                       "train").to(dist_.device)
     val = {"labels": val_set.labels.cpu().numpy(),
-           "features": cached_features(feature_cache, model, val_set.images, data_info["val"]["fingerprint"],
+           "features": cached_features(feature_cache, model, digest, val_set.images, data_info["val"]["fingerprint"],
                                        preprocessing, dist_.device, "val")}
     data_info["frozen_backbone"] = {"feature_cache": str(Path(feature_cache).resolve()),
                                     "features": "bfloat16 autocast, stored as float16"}
