@@ -1,6 +1,7 @@
-"""Frozen-backbone training (training/frozen_backbone.py): the backbone's weights and batch-norm statistics do not
-move, the cached features are computed once and reused, the recipe refuses image augmentation, and the checkpoint
-predicts through the whole network as validation said. Synthetic data and a random resnet18 only."""
+"""Frozen-backbone training (training/frozen_backbone.py): the frozen modules' weights and batch-norm statistics do
+not move while a trainable tail's do, the cached features are computed once and reused, mirrored features are the
+mirror images' features, the recipe refuses what cached features cannot do, and the checkpoint predicts through the
+whole network as validation said. Synthetic data and a random resnet18 only."""
 from __future__ import annotations
 
 import json
@@ -42,30 +43,54 @@ def frozen_run(data_dir, tmp_path_factory):
     return train.main(frozen_args(data_dir, root / "run", root / "cache", "--epochs", "3")), root
 
 
-def test_only_what_follows_the_backbone_learns(frozen_run):
-    from fer_explain.checkpoint import load_checkpoint
+@pytest.fixture(scope="module")
+def tail_run(data_dir, tmp_path_factory):
+    """resnet18's last module (layer4) trained too, on cached layer3 outputs and their mirror images'."""
+    root = tmp_path_factory.mktemp("tail")
+    config = root / "tail.yaml"
+    config.write_text(FROZEN.read_text() + "trainable_backbone_tail: 1\nhflip: true\n")
+    args = frozen_args(data_dir, root / "run", root / "cache", "--epochs", "3")
+    args.config = str(config)
+    return train.main(args), root
+
+
+def initial_model():
     from fer_explain.config import ModelConfig
     from fer_explain.model import build_model
 
-    result, _ = frozen_run
-    trained = load_checkpoint(result.run_dir).model.state_dict()
     torch.manual_seed(0)  # train.main seeds with --seed before building the model: the same initial weights
-    initial = build_model(ModelConfig(backbone="resnet18")).state_dict()
+    return build_model(ModelConfig(backbone="resnet18"))
+
+
+@pytest.mark.parametrize("run, trained_prefix", [("frozen_run", None), ("tail_run", "backbone.7.")])
+def test_only_what_follows_the_frozen_modules_learns(run, trained_prefix, request):
+    from fer_explain.checkpoint import load_checkpoint
+
+    result, _ = request.getfixturevalue(run)
+    trained = load_checkpoint(result.run_dir).model.state_dict()
+    initial = initial_model().state_dict()
     backbone = [k for k in initial if k.startswith("backbone.")]
     assert any(k.endswith("running_mean") for k in backbone)  # batch-norm statistics are compared too
     for k in backbone:
-        assert torch.equal(trained[k], initial[k]), k
+        moved = not torch.equal(trained[k], initial[k])
+        in_tail = trained_prefix is not None and k.startswith(trained_prefix)
+        if in_tail and (k.endswith("weight") or k.endswith("running_mean")):
+            assert moved, f"{k} belongs to the trainable tail but did not change"
+        elif not in_tail:
+            assert not moved, f"{k} is frozen but changed"
     assert not torch.equal(trained["head.0.weight"], initial["head.0.weight"])
     assert result.log[-1]["train_loss"] < result.log[0]["train_loss"]
-    assert json.loads((result.run_dir / "model.json").read_text())["data"]["frozen_backbone"]
+    info = json.loads((result.run_dir / "model.json").read_text())["data"]["frozen_backbone"]
+    assert info["trainable_tail"] == (0 if trained_prefix is None else 1)
 
 
-def test_validation_on_cached_features_matches_the_whole_network_on_images(frozen_run, data_dir):
+@pytest.mark.parametrize("run", ["frozen_run", "tail_run"])
+def test_validation_on_cached_features_matches_the_whole_network_on_images(run, data_dir, request):
     from fer_explain.checkpoint import load_checkpoint
     from fer_explain.data import load_split
     from fer_explain.evaluate import predict_probabilities
 
-    result, _ = frozen_run
+    result, _ = request.getfixturevalue(run)
     ckpt = load_checkpoint(result.run_dir)
     val = load_split(data_dir, "val")
     probs = predict_probabilities(ckpt.model, val, ckpt.preprocessing, "cpu", progress=False)
@@ -95,11 +120,38 @@ def test_other_backbone_weights_get_other_features(frozen_run, data_dir, tmp_pat
     assert len(list(cache.glob("*.safetensors"))) == 4
 
 
-@pytest.mark.parametrize("augmentation", ["hflip: true", "rotation_degrees: 10", "flip_tta: true", "ema: 0.99"])
-def test_a_frozen_recipe_refuses_what_cached_features_cannot_do(augmentation, data_dir, tmp_path):
+def test_mirrored_features_are_the_mirror_images_features(tail_run, data_dir):
+    from safetensors import safe_open
+
+    from fer_explain.checkpoint import load_checkpoint
+    from fer_explain.data import load_split
+    from training.frozen_backbone import compute_features, frozen_modules
+
+    result, root = tail_run
+    cached = {}
+    for path in (root / "cache").glob("*.safetensors"):
+        with safe_open(str(path), "pt") as f:
+            cached[f.metadata()["split"]] = f.get_tensor("features")
+    assert sorted(cached) == ["train", "train mirrored", "val"]
+    images = load_split(data_dir, "train").images
+    frozen = frozen_modules(initial_model(), tail=1)
+    mirrored = compute_features(frozen, images.flip(-1), load_checkpoint(result.run_dir).preprocessing,
+                                torch.device("cpu"))
+    assert cached["train mirrored"].shape == (len(images), 256, 14, 14)  # layer3's output: layer4 is trained
+    def distance(a, b):  # relative: bf16 rounding differs a little between the two resize/flip orders
+        return float((a.float() - b.float()).norm() / b.float().norm())
+    assert distance(cached["train mirrored"], mirrored) < 0.02
+    assert distance(cached["train"], mirrored) > 5 * distance(cached["train mirrored"], mirrored)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("rotation_degrees: 10", "cached features"), ("flip_tta: true", "cached features"), ("ema: 0.99", "cached features"),
+    ("trainable_backbone_tail: 8", "between 0 and 7"),
+    ("freeze_backbone: false\ntrainable_backbone_tail: 2", "only means something")])
+def test_a_frozen_recipe_refuses_what_cached_features_cannot_do(setting, message, data_dir, tmp_path):
     config = tmp_path / "bad.yaml"
-    config.write_text(FROZEN.read_text() + augmentation + "\n")
+    config.write_text(FROZEN.read_text() + setting + "\n")
     args = frozen_args(data_dir, tmp_path / "run", tmp_path / "cache")
     args.config = str(config)
-    with pytest.raises(UserError, match="cached features"):
+    with pytest.raises(UserError, match=message):
         train.main(args)

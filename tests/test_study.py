@@ -59,6 +59,8 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
         tar.extractall(records, filter="data")
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- results:start -->\nold\n<!-- results:end -->\ntail\n")
+    stale = tmp_path / "results/confusion_old_recipe_resnet18_full.png"  # from a pair no longer selected
+    stale.write_bytes(b"png")
     done = run_module("training.results", "--records", str(records), "--out", str(tmp_path / "results"),
                       "--readme", str(readme))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -71,6 +73,7 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
     assert "claimed, not measured" in (out / "table1_overall.md").read_text()
     assert "Bi-LSTM + channel attention" in (out / "table3_ablation.md").read_text()
     assert (out / "confusion_quick_resnet18_full.png").is_file() and (out / "curves_quick_resnet18.png").is_file()
+    assert not stale.exists() and stale.name not in (out / "README.md").read_text()
     text = readme.read_text()
     assert "old" not in text and "the Bi-LSTM changes test accuracy by" in text and text.endswith("tail\n")
 

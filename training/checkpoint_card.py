@@ -10,8 +10,8 @@ from training.tables_markdown import pct
 def _recipe_lines(recipe: dict) -> list[str]:
     keys = ("optimizer", "lr", "weight_decay", "batch_size", "epochs", "patience", "lr_schedule", "class_weighting",
             "soft_labels", "label_smoothing", "ema", "grad_clip", "amp", "rotation_degrees", "hflip", "flip_tta",
-            "select_metric", "backbone_weights", "freeze_backbone")
-    return [f"| {k} | {recipe.get(k)} |" for k in keys]
+            "select_metric", "backbone_weights", "freeze_backbone", "trainable_backbone_tail")
+    return [f"| {k} | {recipe[k]} |" for k in keys if k in recipe]  # records from before a key existed lack it
 
 
 def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:

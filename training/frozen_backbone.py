@@ -1,12 +1,15 @@
-"""Frozen-backbone training: the backbone's C x 7 x 7 output F for every image is computed once and kept on disk, and
-only what the paper puts after it is trained (channel and spatial attention, eqs. 1-2, the Bi-LSTM or the
-baseline's pooling, and the head).
+"""Frozen-backbone training: the output of the backbone's first modules for every image is computed once and kept on
+disk, and only what follows is trained: the backbone's last `trainable_backbone_tail` modules (none by default),
+then what the paper puts after the backbone (channel and spatial attention, eqs. 1-2, the Bi-LSTM or the baseline's
+pooling, and the head).
 
 This is how a CPU with a few cores can still train the network: a mobilenet_v2 backbone at 224 x 224 is ~95 % of a
-training step's cost, and the rest runs at ~100 images/s (full) or ~1300 images/s (baseline) on two cores. The
-price: no augmentation that changes the image (rotation, flip), and the backbone keeps its initial (e.g. ImageNet)
-weights and batch-norm statistics, so the checkpoint still holds the whole network and needs nothing else at
-inference. A recipe asks for this with `freeze_backbone: true` (training/configs/frozen_backbone.yaml).
+training step's cost when it all runs, and the rest runs at ~80 images/s (full) or ~1300 images/s (baseline) on two
+cores; training mobilenet_v2's last four modules too (7 x 7 maps, 160 channels cached) halves that. The price: no
+rotation, and the frozen modules keep their initial (e.g. ImageNet) weights and batch-norm statistics. A horizontal
+flip still works: with `hflip: true` the mirrored images' features are cached as well and each training face takes
+one of the two at random. The checkpoint holds the whole network and needs nothing else at inference. A recipe asks
+for this with `freeze_backbone: true` (training/configs/frozen_backbone*.yaml).
 
 Features are computed under bfloat16 autocast on CPU (twice as fast as float32 there) and stored as float16; the
 final test figures come from `fer_explain evaluate`, which runs the whole network in float32 on the images.
@@ -27,79 +30,108 @@ from fer_explain.sequence import map_to_tokens
 
 
 class AfterBackbone(nn.Module):
-    """The trainable part of an `EmotionNet`: features F -> logits, through the model's own stages."""
+    """The trainable part of an `EmotionNet`: cached output of the frozen backbone modules -> logits, through the
+    backbone's trainable last modules and the model's own stages."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, tail: int = 0):
         super().__init__()
         self.model = model
+        self.start = len(model.backbone) - tail
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        # the backbone never runs in training, so its batch-norm statistics cannot move whatever its train/eval mode
+    def forward(self, cached: torch.Tensor) -> torch.Tensor:
+        # the frozen modules never run in training, so their batch-norm statistics cannot move whatever their mode
+        features = self.model.backbone[self.start:](cached)  # an empty Sequential passes its input through
         attended, _ = self.model.attend(features)
         return self.model.forward_tokens(map_to_tokens(attended))
 
 
-def freeze(model: nn.Module) -> AfterBackbone:
-    for p in model.backbone.parameters():
+def frozen_modules(model: nn.Module, tail: int = 0) -> nn.Sequential:
+    """The backbone's modules before its last `tail` (the same module objects, not copies)."""
+    n = len(model.backbone)
+    if not 0 <= tail < n:
+        raise UserError(f"trainable_backbone_tail must be between 0 and {n - 1}: the {model.config.backbone} backbone "
+                        f"has {n} modules")
+    return model.backbone[:n - tail]
+
+
+def freeze(model: nn.Module, tail: int = 0) -> AfterBackbone:
+    for p in frozen_modules(model, tail).parameters():
         p.requires_grad_(False)
-    return AfterBackbone(model)
+    return AfterBackbone(model, tail)
 
 
-def backbone_digest(model: nn.Module) -> str:
-    """sha256 of the backbone's weights and buffers: part of the cache key, so other weights get other features."""
+def backbone_digest(frozen: nn.Module) -> str:
+    """sha256 of the frozen modules' weights and buffers (their names say how many there are): part of the cache
+    key, so other weights or another cut get other features."""
     h = hashlib.sha256()
-    for name, tensor in sorted(model.backbone.state_dict().items()):
+    for name, tensor in sorted(frozen.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().float().numpy().tobytes())
     return h.hexdigest()
 
 
-def _key(digest: str, fingerprint: str, preprocessing) -> str:
-    """Same backbone weights, same images, same preprocessing -> same cached features."""
+def _key(digest: str, fingerprint: str, preprocessing, mirrored: bool) -> str:
+    """Same frozen weights, same images, same preprocessing, same side -> same cached features."""
     h = hashlib.sha256(digest.encode())
     h.update(fingerprint.encode())
     h.update(json.dumps(preprocessing.to_dict(), sort_keys=True).encode())
+    if mirrored:  # only then, so the keys of unmirrored caches written before hflip existed stay valid
+        h.update(b"mirrored")
     return h.hexdigest()[:20]
 
 
 @torch.inference_mode()
-def compute_features(backbone: nn.Module, images: torch.Tensor, preprocessing, device: torch.device,
-                     batch_size: int = 128, label: str = "") -> torch.Tensor:
-    """float16 (N, C, 7, 7): the backbone's output for uint8 images (N, H, W) or (N, C, H, W)."""
+def compute_features(frozen: nn.Module, images: torch.Tensor, preprocessing, device: torch.device,
+                     batch_size: int = 128, label: str = "", mirrored: bool = False) -> torch.Tensor:
+    """float16 (N, C, h, w): the frozen modules' output for uint8 images (N, H, W) or (N, C, H, W), or for their
+    mirror images."""
     from tqdm import tqdm
 
     from fer_explain.transforms import eval_transform
 
-    backbone = backbone.to(device).eval()
+    frozen = frozen.to(device).eval()
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc=f"backbone features {label}", unit="batch",
                       disable=not sys.stderr.isatty(), file=sys.stderr):
         x = eval_transform(images[start:start + batch_size].to(device), preprocessing)
+        if mirrored:  # resizing and normalising commute with the flip: as train_transform's flip, after them
+            x = x.flip(-1)
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            chunks.append(backbone(x.contiguous(memory_format=torch.channels_last)).to(torch.float16).cpu())
+            chunks.append(frozen(x.contiguous(memory_format=torch.channels_last)).to(torch.float16).cpu())
     return torch.cat(chunks)
 
 
-def cached_features(cache_dir: Path, model: nn.Module, digest: str, images: torch.Tensor, fingerprint: str,
-                    preprocessing, device: torch.device, label: str) -> torch.Tensor:
+def cached_features(cache_dir: Path, frozen: nn.Module, digest: str, images: torch.Tensor, fingerprint: str,
+                    preprocessing, device: torch.device, label: str, mirrored: bool = False) -> torch.Tensor:
     """The features from CACHE_DIR/<key>.safetensors, computed and written (atomically) when absent; `digest` is
-    `backbone_digest(model)`, computed once by the caller for both splits."""
+    `backbone_digest(frozen)`, computed once by the caller for every split."""
     from safetensors.torch import load_file, save_file
 
-    path = Path(cache_dir) / f"{_key(digest, fingerprint, preprocessing)}.safetensors"
+    path = Path(cache_dir) / f"{_key(digest, fingerprint, preprocessing, mirrored)}.safetensors"
     if path.is_file():
         return load_file(str(path))["features"]
     start = time.perf_counter()
-    features = compute_features(model.backbone, images, preprocessing, device, label=label)
+    features = compute_features(frozen, images, preprocessing, device, label=label, mirrored=mirrored)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     save_file({"features": features.contiguous()}, str(partial),
               metadata={"split": label, "n": str(len(images)), "data_fingerprint": fingerprint,
-                        "backbone": model.config.backbone, "autocast": "bfloat16", "stored": "float16"})
+                        "frozen_modules": str(len(frozen)), "mirrored": str(mirrored), "autocast": "bfloat16",
+                        "stored": "float16"})
     partial.replace(path)  # a run killed while writing leaves no half file under the final name
-    print(f"cached {label} backbone features {tuple(features.shape)} in {time.perf_counter() - start:.0f} s -> "
-          f"{path}", file=sys.stderr)
+    print(f"cached {label} features of the frozen backbone modules {tuple(features.shape)} in "
+          f"{time.perf_counter() - start:.0f} s -> {path}", file=sys.stderr)
     return features
+
+
+def batch_features(data: dict, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The cached features of the faces `idx` as float32; with mirrored features cached (hflip), each face's mirror
+    image replaces it with probability 1/2, as train_transform's flip does."""
+    x = data["features"][idx].float()
+    if "mirrored_features" in data:
+        mirror = torch.rand(len(idx), generator=generator, device=x.device) < 0.5
+        x = torch.where(mirror[:, None, None, None], data["mirrored_features"][idx].float(), x)
+    return x
 
 
 @torch.inference_mode()
@@ -112,18 +144,27 @@ def predict_from_features(trainable: AfterBackbone, features: torch.Tensor, devi
     return torch.cat(probs).numpy()
 
 
-def prepare_training(model: nn.Module, data: dict, val_set, preprocessing, data_info: dict, feature_cache: str, dist_):
-    """For training.train: the images in `data` replaced by cached features, the trainable part, the validation
-    features and labels; `data_info` (stored in the checkpoint) says how the features were made."""
+def prepare_training(model: nn.Module, data: dict, val_set, preprocessing, data_info: dict, feature_cache: str,
+                     recipe: dict, dist_):
+    """For training.train: the images in `data` replaced by cached features (and their mirror images' with hflip),
+    the trainable part, the validation features and labels; `data_info` (stored in the checkpoint) says how the
+    features were made."""
     if dist_.world > 1:
         raise UserError("freeze_backbone runs in one process: start it with python, not torchrun")
-    digest = backbone_digest(model)
-    data["features"] = cached_features(feature_cache, model, digest, data.pop("images"),
-                                       data_info["train"]["fingerprint"], preprocessing, dist_.device,
-                                       "train").to(dist_.device)
+    tail = recipe["trainable_backbone_tail"]
+    frozen = frozen_modules(model, tail)
+    digest = backbone_digest(frozen)
+    train_images, train_fingerprint = data.pop("images"), data_info["train"]["fingerprint"]
+
+    def cache(images, fingerprint, label, mirrored=False):
+        return cached_features(feature_cache, frozen, digest, images, fingerprint, preprocessing, dist_.device, label,
+                               mirrored)
+    data["features"] = cache(train_images, train_fingerprint, "train").to(dist_.device)
+    if recipe["hflip"]:
+        data["mirrored_features"] = cache(train_images, train_fingerprint, "train mirrored", True).to(dist_.device)
     val = {"labels": val_set.labels.cpu().numpy(),
-           "features": cached_features(feature_cache, model, digest, val_set.images, data_info["val"]["fingerprint"],
-                                       preprocessing, dist_.device, "val")}
+           "features": cache(val_set.images, data_info["val"]["fingerprint"], "val")}
     data_info["frozen_backbone"] = {"feature_cache": str(Path(feature_cache).resolve()),
+                                    "frozen_modules": len(frozen), "trainable_tail": tail, "mirrored": recipe["hflip"],
                                     "features": "bfloat16 autocast, stored as float16"}
-    return freeze(model), val
+    return freeze(model, tail), val

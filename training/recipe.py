@@ -40,6 +40,7 @@ DEFAULTS = {
     "hflip": True,
     "data_format": "auto",
     "freeze_backbone": False,  # train only after the backbone, on its cached features (training/frozen_backbone.py)
+    "trainable_backbone_tail": 0,  # with freeze_backbone: its last N modules are trained too, only those before cached
 }
 
 CHOICES = {
@@ -79,10 +80,14 @@ def _check(recipe: dict, source: str) -> dict:
             raise UserError(f"{source}: {key} must be at least 1")
     if not 0 <= recipe["ema"] < 1:
         raise UserError(f"{source}: ema is a decay in [0, 1), not {recipe['ema']}")
-    if recipe["freeze_backbone"] and (recipe["rotation_degrees"] or recipe["hflip"] or recipe["flip_tta"]
-                                      or recipe["ema"]):
-        raise UserError(f"{source}: freeze_backbone trains on cached features, which cannot be rotated or flipped: "
-                        "set rotation_degrees: 0, hflip: false, flip_tta: false and ema: 0")
+    if recipe["freeze_backbone"] and (recipe["rotation_degrees"] or recipe["flip_tta"] or recipe["ema"]):
+        # hflip works: the mirrored images' features are cached too; a rotation would need one cache per angle
+        raise UserError(f"{source}: freeze_backbone trains on cached features, which cannot be rotated, nor "
+                        "averaged with their mirror image at evaluation, nor kept as an EMA model: set "
+                        "rotation_degrees: 0, flip_tta: false and ema: 0")
+    if recipe["trainable_backbone_tail"] and not recipe["freeze_backbone"]:
+        raise UserError(f"{source}: trainable_backbone_tail only means something with freeze_backbone: true "
+                        "(without it the whole backbone trains)")
     if not 0 <= recipe["label_smoothing"] < 1:
         raise UserError(f"{source}: label_smoothing must be in [0, 1), not {recipe['label_smoothing']}")
     return recipe

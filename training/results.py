@@ -124,6 +124,9 @@ def main(args: argparse.Namespace) -> list[Path]:
     for group, variants in by_variant(records).items():
         written.append(plot_curves(group, variants, out / f"curves_{group[0]}_{group[1]}.png"))
 
+    for stale in sorted({*out.glob("confusion_*.png"), *out.glob("curves_*.png")} - set(written)):
+        stale.unlink()  # a pair no longer selected: its plots would outlive the tables that explain them
+        print(f"removed {stale} (not written by this run)", file=sys.stderr)
     block = answer_block(t2, selected)
     index = ["# Results", "", "Every file here is written by `python -m training.results` from the run records in "
              f"`{args.records}` and the cost files; do not edit by hand.", "",

@@ -99,6 +99,7 @@ def train_one_epoch(model, raw_model, optimizer, scaler, ema, data: dict, recipe
 
     from fer_explain.losses import cross_entropy
     from fer_explain.transforms import train_transform
+    from training.frozen_backbone import batch_features
 
     device, bs = dist_.device, recipe["batch_size"]
     torch.manual_seed(seed * 100_003 + epoch * 1_009 + dist_.rank)  # dropout draws
@@ -114,8 +115,8 @@ def train_one_epoch(model, raw_model, optimizer, scaler, ema, data: dict, recipe
                disable=not (dist_.is_main and sys.stderr.isatty()), file=sys.stderr, dynamic_ncols=True)
     for step, begin in enumerate(bar):
         idx = order[begin:begin + bs]
-        if "features" in data:  # frozen backbone: the cached backbone output is the input
-            x = data["features"][idx].float()
+        if "features" in data:  # frozen backbone: the cached output of its frozen modules is the input
+            x = batch_features(data, idx, augment)
         else:
             x = train_transform(data["images"][idx], preprocessing, max_degrees=recipe["rotation_degrees"],
                                 flip=recipe["hflip"], generator=augment).contiguous(memory_format=torch.channels_last)
@@ -204,7 +205,7 @@ def main(args: argparse.Namespace) -> TrainingResult:
     if recipe["freeze_backbone"]:
         from training.frozen_backbone import prepare_training
         train_target, eval_data = prepare_training(model, data, val_set, preprocessing, data_info, args.feature_cache,
-                                                   dist_)
+                                                   recipe, dist_)
     ema = None
     if recipe["ema"] > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
