@@ -138,6 +138,7 @@ def test_mirrored_features_are_the_mirror_images_features(tail_run, data_dir):
     mirrored = compute_features(frozen, images.flip(-1), load_checkpoint(result.run_dir).preprocessing,
                                 torch.device("cpu"))
     assert cached["train mirrored"].shape == (len(images), 256, 14, 14)  # layer3's output: layer4 is trained
+
     def distance(a, b):  # relative: bf16 rounding differs a little between the two resize/flip orders
         return float((a.float() - b.float()).norm() / b.float().norm())
     assert distance(cached["train mirrored"], mirrored) < 0.02
@@ -145,7 +146,8 @@ def test_mirrored_features_are_the_mirror_images_features(tail_run, data_dir):
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("rotation_degrees: 10", "cached features"), ("flip_tta: true", "cached features"), ("ema: 0.99", "cached features"),
+    ("rotation_degrees: 10", "cached features"), ("flip_tta: true", "cached features"),
+    ("ema: 0.99", "cached features"),
     ("trainable_backbone_tail: 8", "between 0 and 7"),
     ("freeze_backbone: false\ntrainable_backbone_tail: 2", "only means something")])
 def test_a_frozen_recipe_refuses_what_cached_features_cannot_do(setting, message, data_dir, tmp_path):
