@@ -42,6 +42,11 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def default_batch_size(device) -> int:
+    """Evaluation batch when none is given: large on a GPU, small enough on a CPU to keep memory modest."""
+    return 256 if device.type == "cuda" else 32
+
+
 def predict_probabilities(model, dataset, preprocessing, device, batch_size: int = 256, flip_tta: bool = False,
                           progress: bool = True) -> np.ndarray:
     """Softmax probabilities (N, num_classes) float32 for every image of `dataset`, in its order.
@@ -126,7 +131,7 @@ def run(args) -> int:
     from fer_explain.metrics import format_metrics
 
     device = pick_device(args.device)
-    batch_size = args.batch_size if args.batch_size is not None else (256 if device.type == "cuda" else 32)
+    batch_size = args.batch_size if args.batch_size is not None else default_batch_size(device)
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     ckpt, dataset = _load(args, device)

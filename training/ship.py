@@ -57,14 +57,14 @@ def verify(path: Path, record: Record, dataset, data: str, split: str, device) -
     import numpy as np
 
     from fer_explain.checkpoint import load_checkpoint
-    from fer_explain.evaluate import evaluation_record
+    from fer_explain.evaluate import default_batch_size, evaluation_record
 
     reference = record.evals[split]
     if dataset.fingerprint() != reference["data_fingerprint"]:
         raise UserError(f"the {split} split in {data} is not the one {record.name} was evaluated on (other fingerprint)")
     ckpt = load_checkpoint(path, device)
-    ours = evaluation_record(ckpt, dataset, device, 32 if device.type == "cpu" else 256, reference["flip_tta"], data,
-                             split, progress=sys.stderr.isatty())
+    ours = evaluation_record(ckpt, dataset, device, default_batch_size(device), reference["flip_tta"], data, split,
+                             progress=sys.stderr.isatty())
     changed = int((np.asarray(ours["predictions"]) != np.asarray(reference["predictions"])).sum())
     return {"file": path.name, "run": record.name, "sha256": ours["checkpoint_sha256"],
             "bytes": path.stat().st_size, "storage": "float16", "evaluation": {k: v for k, v in ours.items()

@@ -197,7 +197,7 @@ def evaluate_runs(jobs: list[Job], args: argparse.Namespace, eval_format: str | 
     from fer_explain.checkpoint import load_checkpoint
     from fer_explain.data import load_split
     from fer_explain.device import pick_device
-    from fer_explain.evaluate import evaluation_record, file_sha256
+    from fer_explain.evaluate import default_batch_size, evaluation_record, file_sha256
 
     finished = [j for j in jobs if (j.run_dir / "model.safetensors").is_file()]
     todo = []
@@ -211,7 +211,7 @@ def evaluate_runs(jobs: list[Job], args: argparse.Namespace, eval_format: str | 
     device = pick_device(args.device)
     data = args.eval_data or args.data
     dataset = load_split(data, args.eval_split, eval_format or "auto")
-    batch = 256 if device.type == "cuda" else 32
+    batch = default_batch_size(device)
     for job in todo:
         ckpt = load_checkpoint(job.run_dir, device)
         tta = bool(ckpt.metadata.get("training", {}).get("recipe", {}).get("flip_tta", False))

@@ -2,6 +2,8 @@
 one-paragraph answer to the paper's question that the README quotes, written from the numbers alone."""
 from __future__ import annotations
 
+from training.tables import EFFECT_METRICS, SUMMARY_METRICS
+
 TITLES = {"accuracy": "accuracy", "macro_precision": "macro precision", "macro_recall": "macro recall",
           "macro_f1": "macro F1", "mean_class_accuracy": "mean class accuracy"}
 
@@ -17,8 +19,7 @@ def pct(value, signed: bool = False) -> str:
 
 
 def table1_markdown(t: dict) -> str:
-    split = t["split"]
-    metrics = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "mean_class_accuracy")
+    split, metrics = t["split"], SUMMARY_METRICS
     lines = [f"# Table I: overall results on FER+ {split}", "",
              f"Values in %, mean ± sample std over seeds. Each run's epoch was chosen on validation; `{split}` was "
              "never used to choose anything.", "",
@@ -77,7 +78,7 @@ def table3_markdown(t: dict) -> str:
                   "|---|---:|---:|---:|---:|---:|"]
         for r in g["rows"]:
             lines.append(f"| {r['description']} (`{r['variant']}`) | {len(r['seeds'])} | "
-                         + " | ".join(pct(r[split][m]) for m in ("accuracy", "macro_f1", "mean_class_accuracy"))
+                         + " | ".join(pct(r[split][m]) for m in EFFECT_METRICS)
                          + f" | {pct(r['val_accuracy'])} |")
     if not t["groups"]:
         lines += ["", "No ablation runs yet."]
