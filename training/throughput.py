@@ -44,6 +44,8 @@ def measure(recipe: dict, batch_size: int, images: int, repeats: int, device, co
     from training.train import make_model, make_optimizer, train_one_epoch
 
     recipe = {**recipe, "batch_size": batch_size, "epochs": repeats + 1}
+    if device.type == "cuda":  # this batch size's peak, not the largest of the batch sizes measured before it
+        torch.cuda.reset_peak_memory_stats(device)
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 8, (images,), generator=g)
     data = {"images": torch.randint(0, 256, (images, 1, 48, 48), dtype=torch.uint8, generator=g).to(device),
