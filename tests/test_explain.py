@@ -24,14 +24,7 @@ C, K = 6, 8
 GRADIENT_METHODS = ("token_saliency", "token_occlusion", "gradcam", "gradcam++")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Toy models are all overhead: with 2 OpenMP threads on a shared 2-core machine, spin-waiting made them 20x
-    slower than with one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class TinyTokenNet(nn.Module):

@@ -20,13 +20,7 @@ from fer_explain.predictor import FaceExplanation, Predictor
 from fer_explain.transforms import eval_transform
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """With 2 OpenMP threads on a shared 2-core machine, spin-waiting made small models many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_model(**overrides):

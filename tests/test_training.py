@@ -54,14 +54,7 @@ def write_ferplus_npz(root: Path, per_class: dict[str, int], classes: int = 4) -
     return root
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a small shared CPU, OpenMP threads spinning against other processes made the
-    LSTM's backward pass 20-50x slower than a single thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +119,10 @@ def test_the_paper_recipe_holds_none_of_the_best_effort_tricks(tmp_path):
     assert {k: paper[k] for k in tricks} == tricks
     assert all(best[k] != v for k, v in tricks.items())
     assert load_recipe(QUICK, {"lr": 0.5, "no_class_weighting": True})["lr"] == 0.5
+    # every shipped recipe loads, and is named after its file: the model card's reproduce command is built as
+    # training/configs/<recipe name>.yaml
+    for path in sorted(configs.glob("*.yaml")):
+        assert load_recipe(path)["name"] == path.stem, path
     bad = tmp_path / "bad.yaml"
     for text, message in (("ema: 1.5\n", "ema"), ("backbone: vgg16\n", "backbone"), ("epochs: two\n", "epochs")):
         bad.write_text(text)
@@ -185,7 +182,7 @@ def test_a_resumed_run_continues_exactly_like_an_uninterrupted_one(two_epochs, d
 # --- command lines ----------------------------------------------------------------------------------------------
 
 def run_module(*argv: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see one_thread()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see tests/conftest.py: one_thread
     return subprocess.run([sys.executable, "-m", *argv], cwd=REPO, capture_output=True, text=True, timeout=600,
                           env=env)
 
