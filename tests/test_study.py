@@ -71,6 +71,11 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
     assert [(r["variant"], r["seeds"]) for r in t1["rows"]] == [("full", [0, 1]), ("baseline", [0, 1]),
                                                                 ("full_no_spatial", [0, 1])]
     assert "claimed, not measured" in (out / "table1_overall.md").read_text()
+    runs = {r["run"]: r for r in json.loads((out / "training_runs.json").read_text())["rows"]}
+    model = json.loads((records / "quick/resnet18/full/seed1/model.json").read_text())
+    last = json.loads((records / "quick/resnet18/full/seed1/log.jsonl").read_text().splitlines()[-1])
+    assert runs["quick/resnet18/full/seed1"]["train_accuracy_last"] == last["train_accuracy"]
+    assert runs["quick/resnet18/full/seed1"]["val_accuracy_best"] == model["validation"]["accuracy"]
     assert "Bi-LSTM + channel attention" in (out / "table3_ablation.md").read_text()
     assert (out / "confusion_quick_resnet18_full.png").is_file() and (out / "curves_quick_resnet18.png").is_file()
     assert not stale.exists() and stale.name not in (out / "README.md").read_text()
