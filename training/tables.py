@@ -138,8 +138,8 @@ def training_runs(records: list[Record], probe_files: list[Path]) -> dict:
                      "epochs_planned": t["recipe"]["epochs"], "best_epoch": t["best_epoch"],
                      "batch_size": t["recipe"]["batch_size"], "images_per_s": t.get("mean_images_per_s"),
                      "wall_time_s": t.get("wall_time_s"), "early_stopped": t.get("early_stopped"),
-                     # last epoch's running training accuracy next to the best val accuracy: a model that fits its
-                     # training faces worse than another at the same schedule is under-trained, not over-fitted
+                     # the last epoch's training accuracy beside the kept epoch's val accuracy, so that under- and
+                     # over-fitting can be told apart from the published table
                      "train_accuracy_last": (r.log[-1].get("train_accuracy") if r.log else None),
                      "val_accuracy_best": r.val.get("accuracy"),
                      "time_limited": t.get("time_limited", False),
