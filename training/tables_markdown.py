@@ -110,13 +110,13 @@ def training_markdown(t: dict) -> str:
              "images/s: training images per second over the run's epochs (augmentation included, validation "
              "excluded), while `parallel` runs shared the device. train acc.: the last epoch's accuracy on its "
              "(augmented) training batches; val acc.: the best epoch's, the one kept.", "",
-             "| run | device | batch | epochs run / planned | best epoch | train acc. (last epoch) | val acc. (best) | "
+             "| run | device | batch | epochs run / planned | best epoch | train acc. % (last epoch) | val acc. % (best) | "
              "images/s | wall time (s) | parallel | stopped by |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in t["rows"]:
         stop = ("early stop" if r["early_stopped"] else "time limit" if r["time_limited"]
                 else "study deadline (killed mid-epoch)" if r.get("stopped_by_study") else "-")
         rate = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.0f}"
-        acc = ["-" if r.get(k) is None else f"{100 * r[k]:.2f} %" for k in ("train_accuracy_last", "val_accuracy_best")]
+        acc = [pct(r.get(k)) for k in ("train_accuracy_last", "val_accuracy_best")]
         lines.append(f"| {r['run']} | {r['device']} | {r['batch_size']} | {r['epochs_run']} / {r['epochs_planned']} | "
                      f"{r['best_epoch']} | {acc[0]} | {acc[1]} | {rate} | {r['wall_time_s']:.0f} | "
                      f"{r['parallel'] or '-'} | {stop} |")
