@@ -93,6 +93,14 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
         f = shipped["files"][variant]
         assert f["evaluation"]["n"] == 4 and 0 <= f["predictions_changed"] <= 4
         assert f["sha256"] in (tmp_path / "checkpoints/README.md").read_text()
+    assert shipped["files"]["full"]["evaluation"]["checkpoint"] == str(tmp_path / "checkpoints" / names[1])
+
+    before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
+    done = run_module("training.ship", "--records", str(records), "--weights", str(study / "out"), "--data",
+                      str(study / "data"), "--out", str(tmp_path / "checkpoints"), "--results", str(out),
+                      "--max-mb", "100", "--device", "cpu")  # that folder has no test split
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()} == before  # the pair survives
 
     done = run_module("training.ship", "--records", str(records), "--weights", str(study / "out"), "--data",
                       str(study / "test_only"), "--out", str(tmp_path / "c2"), "--results", str(tmp_path / "r2"))

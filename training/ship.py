@@ -14,6 +14,7 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from fer_explain.errors import UserError, run_command
@@ -74,6 +75,19 @@ def verify(path: Path, record: Record, dataset, data: str, split: str, device) -
             "predictions_changed": changed, "accuracy_change": ours["accuracy"] - reference["accuracy"]}
 
 
+def remove_old_pair(folder: Path) -> None:
+    """One default pair only: the app and CLI pick it by file name. Files that are not ours are left alone."""
+    from fer_explain.checkpoint import read_metadata
+
+    for old in folder.glob("*.safetensors"):
+        try:
+            read_metadata(old)
+        except UserError:
+            continue  # not a fer-explain checkpoint: not ours to delete
+        old.unlink()
+        old.with_suffix(".json").unlink(missing_ok=True)
+
+
 def main(args: argparse.Namespace) -> dict:
     from fer_explain.checkpoint import read_metadata
     from fer_explain.data import load_split
@@ -86,26 +100,28 @@ def main(args: argparse.Namespace) -> dict:
     total = sum(p.stat().st_size for p in sources.values())
     if total > args.max_mb * 1e6:
         raise UserError(f"the pair is {total / 1e6:.1f} MB together, over the {args.max_mb:g} MB limit")
-    args.out.mkdir(parents=True, exist_ok=True)
-    for old in args.out.glob("*.safetensors"):  # one default pair only: the app and CLI pick it by file name
-        try:
-            read_metadata(old)
-        except UserError:
-            continue  # not a fer-explain checkpoint: not ours to delete
-        old.unlink()
-        old.with_suffix(".json").unlink(missing_ok=True)
     device = pick_device(args.device)
     dataset = load_split(args.data, args.split)
+    args.out.mkdir(parents=True, exist_ok=True)
     shipped = {}
-    for variant, source in sources.items():
-        target = args.out / NAMES[variant].format(backbone=pair["backbone"])
-        shutil.copyfile(source, target)
-        target.with_suffix(".json").write_text(json.dumps(read_metadata(target), indent=2) + "\n")
-        shipped[variant] = verify(target, pair[variant], dataset, args.data, args.split, device)
-        e = shipped[variant]
-        print(f"{target}: {args.split} accuracy {100 * e['evaluation']['accuracy']:.2f}% on {device.type} "
-              f"(record: {100 * e['reference']['accuracy']:.2f}% on {e['reference']['device']}); "
-              f"{e['predictions_changed']} of {e['evaluation']['n']} predictions changed")
+    # Verified in a staging folder first: a wrong --data or --device must not leave checkpoints/ empty (the app
+    # would have no model), so the old pair goes only once the new one has passed.
+    with tempfile.TemporaryDirectory(prefix=".ship-", dir=args.out) as staging:
+        staged = []
+        for variant, source in sources.items():
+            target = Path(staging) / NAMES[variant].format(backbone=pair["backbone"])
+            shutil.copyfile(source, target)
+            shipped[variant] = verify(target, pair[variant], dataset, args.data, args.split, device)
+            staged.append((variant, target))
+            e = shipped[variant]
+            print(f"{args.out / target.name}: {args.split} accuracy {100 * e['evaluation']['accuracy']:.2f}% on "
+                  f"{device.type} (record: {100 * e['reference']['accuracy']:.2f}% on {e['reference']['device']}); "
+                  f"{e['predictions_changed']} of {e['evaluation']['n']} predictions changed")
+        remove_old_pair(args.out)
+        for variant, target in staged:
+            final = target.replace(args.out / target.name)
+            shipped[variant]["evaluation"]["checkpoint"] = str(final)  # where it is shipped, not the staging copy
+            final.with_suffix(".json").write_text(json.dumps(read_metadata(final), indent=2) + "\n")
     summary = {"selection": {"recipe": pair["recipe"], "backbone": pair["backbone"], "rule": pair["rule"],
                              "candidates": pair["candidates"]},
                "split": args.split, "total_bytes": total, "files": shipped}
