@@ -161,8 +161,18 @@ def test_importance_order_is_signed_and_deterministic():
 
 @pytest.mark.parametrize("method", GRADIENT_METHODS)
 @pytest.mark.parametrize("fail", [None, "forward", "backward"])
-def test_no_hooks_left_and_state_restored(method, fail):
-    model = TinyTokenNet().eval()
+def test_no_hooks_left_and_state_restored(method, fail, monkeypatch):
+    from fer_explain.explain import gradcam
+
+    wrappers = []  # Grad-CAM hooks its own per-call wrapper, never the shared model: those hooks must go too
+
+    class RecordedWrapper(gradcam.AttendedToLogits):
+        def __init__(self, model):
+            super().__init__(model)
+            wrappers.append(self)
+
+    monkeypatch.setattr(gradcam, "AttendedToLogits", RecordedWrapper)
+    model = TinyTokenNet().eval().requires_grad_(False)  # frozen, as Predictor holds it
     model.fail = fail
     explainer = EXPLAINERS[method](model)
     grad_mode = torch.is_grad_enabled()
@@ -171,9 +181,10 @@ def test_no_hooks_left_and_state_restored(method, fail):
     else:
         with pytest.raises(RuntimeError, match="boom"):
             explainer.explain(attended_maps(), torch.tensor([0, 1]))
-    assert all_hooks(model) == {}
+    assert len(wrappers) == (1 if method.startswith("gradcam") else 0)
+    assert all_hooks(model) == {} and all(all_hooks(w) == {} for w in wrappers)
     assert torch.is_grad_enabled() == grad_mode and active_users() == 0
-    assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
+    assert not any(p.requires_grad or p.grad is not None for p in model.parameters())  # still frozen, no grads
     assert not model.training
 
 
