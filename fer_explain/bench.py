@@ -123,14 +123,14 @@ def format_table(rows: list[dict]) -> str:
 def run(args) -> int:
     import torch
 
+    from fer_explain.output_paths import check_output_file
     from fer_explain.predictor import Predictor
 
     if args.checkpoint and args.backbone:
         raise UserError("give either --checkpoint or --backbone (a random-init model), not both")
     if args.runs < 1 or args.batch < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         raise UserError("--runs, --batch and --threads must be at least 1, --warmup at least 0")
-    if args.json and not Path(args.json).parent.is_dir():
-        raise UserError(f"folder of --json does not exist: {Path(args.json).parent}")
+    check_output_file(args.json, "--json")  # before anything is timed
     from fer_explain.explain import check_methods
     methods = tuple(check_methods(args.methods))  # before the model loads and the first rows are timed
     if args.threads:
@@ -161,6 +161,7 @@ def run(args) -> int:
               "torch_version": torch.__version__, "load_average_before": list(load_before),
               "load_average_after": list(load_after), "seconds": time.perf_counter() - start, "rows": rows}
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
     return 0

@@ -174,11 +174,13 @@ def _model_from_args(args, device):
 def run(args) -> int:
     from fer_explain.errors import UserError
     from fer_explain.device import pick_device
+    from fer_explain.output_paths import check_output_file
 
     if args.runs is not None and args.runs < 1:
         raise UserError(f"--runs must be at least 1, got {args.runs}")
     if min(args.batch_sizes) < 1:
         raise UserError(f"batch sizes must be at least 1, got {args.batch_sizes}")
+    check_output_file(args.json, "--json")  # before the measurement, not after it
     device = pick_device(args.device)
     model = _model_from_args(args, device)
     cost = measure_cost(model, device, batch_sizes=tuple(args.batch_sizes), runs=args.runs)

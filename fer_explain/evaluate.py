@@ -129,7 +129,10 @@ def evaluation_record(ckpt, dataset, device, batch_size: int, flip_tta: bool, da
 def run(args) -> int:
     from fer_explain.confusion_plot import save_confusion_png
     from fer_explain.metrics import format_metrics
+    from fer_explain.output_paths import check_output_file, check_output_folder
 
+    check_output_file(args.json, "--json")  # before the evaluation, not after it
+    check_output_folder(args.out, "--out")
     device = pick_device(args.device)
     batch_size = args.batch_size if args.batch_size is not None else default_batch_size(device)
     if batch_size < 1:

@@ -51,6 +51,7 @@ def _save_png(array, path: Path) -> None:
 
 def run(args) -> int:
     from fer_explain.image_io import load_image
+    from fer_explain.output_paths import check_output_folder
     from fer_explain.pipeline import analyze_image, default_checkpoint, explanation_record
 
     # every check on the user's input before torch and the model load, so mistakes fail fast
@@ -59,8 +60,7 @@ def run(args) -> int:
         raise UserError("--max-faces must be at least 1")
     image = load_image(args.image)
     out = Path(args.out) if args.out else Path("explanations") / Path(args.image).stem
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out is a folder to write into; {out} is a file")
+    check_output_folder(out, "--out")
     checkpoint = args.checkpoint or default_checkpoint()
 
     from fer_explain.explain import check_methods

@@ -157,6 +157,7 @@ def _serialise(rows: list[dict], fmt: str, columns: list[str]) -> str:
 
 def run(args) -> int:
     from fer_explain.image_io import is_video
+    from fer_explain.output_paths import check_output_file
     from fer_explain.pipeline import analyze_many, default_checkpoint
 
     # every check on the user's input before torch and the model load, so mistakes fail fast
@@ -166,8 +167,7 @@ def run(args) -> int:
     fmt = args.format or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")
     if out is not None and not out.parent.is_dir():
         raise UserError(f"output folder does not exist: {out.parent}")
-    if out is not None and out.is_dir():  # caught now, not when writing after every file was analysed
-        raise UserError(f"--out is a file to write; {out} is a folder")
+    check_output_file(out, "--out")  # caught now, not when writing after every file was analysed
     checkpoint = args.checkpoint or default_checkpoint()
     if not str(checkpoint).startswith("hf://"):
         from fer_explain.checkpoint import resolve_checkpoint_path

@@ -146,19 +146,37 @@ def test_missing_data_folder_gives_one_error_line(files):
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
 
 
-@pytest.mark.parametrize("case", ["truncated", "mismatched", "reordered", "unknown backbone", "zero batch"])
-def test_bad_inputs_give_one_error_line(files, bad_checkpoints, case, capsys):
+BAD_OUTPUTS = {  # where the results would go; each must fail before the work, with the flag named
+    "json is a folder": (["evaluate", "--json", "{dir}"], "--json is a file to write"),
+    "out is a file": (["evaluate", "--out", "{file}"], "--out is a folder to write into"),
+    "out under a file": (["evaluate", "--out", "{file}/sub"], "because"),
+    "cost json is a folder": (["cost", "--json", "{dir}"], "--json is a file to write"),
+}
+
+
+@pytest.mark.parametrize("case", ["truncated", "mismatched", "reordered", "unknown backbone", "zero batch",
+                                  *BAD_OUTPUTS])
+def test_bad_inputs_give_one_error_line(files, bad_checkpoints, case, capsys, tmp_path):
     """Same path as the subprocess (cli.main turns UserError into one line); in-process to save start-up time.
     Any other exception would propagate here and fail the test."""
     from fer_explain.cli import main
 
     _, ckpt, data = files
+    expected = "error:"
     if case == "unknown backbone":
         argv = ["cost", "--backbone", "resnet9000", "--device", "cpu"]
     elif case == "zero batch":
         argv = ["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--device", "cpu", "--batch-size", "0"]
+    elif case in BAD_OUTPUTS:
+        (tmp_path / "file").write_text("x")
+        (command, *flags), expected = BAD_OUTPUTS[case]
+        flags = [f.format(dir=tmp_path, file=tmp_path / "file") for f in flags]
+        argv = [command, "--checkpoint", str(ckpt), *(["--data", str(data)] if command == "evaluate" else []),
+                "--device", "cpu", *flags]
     else:
         argv = ["evaluate", "--checkpoint", str(bad_checkpoints[case]), "--data", str(data), "--device", "cpu"]
     assert main(argv) != 0
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), lines
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], lines
+    assert captured.out == ""  # nothing was evaluated or measured first

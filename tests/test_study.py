@@ -61,6 +61,9 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
     readme.write_text("# x\n<!-- results:start -->\nold\n<!-- results:end -->\ntail\n")
     stale = tmp_path / "results/confusion_old_recipe_resnet18_full.png"  # from a pair no longer selected
     stale.write_bytes(b"png")
+    done = run_module("training.results", "--records", str(records), "--out", str(tmp_path / "r0"),
+                      "--readme", str(tmp_path / "READNE.md"))  # a typo: caught before any table is written
+    assert done.returncode == 2 and "READNE.md is not a file" in done.stderr and not (tmp_path / "r0").exists()
     done = run_module("training.results", "--records", str(records), "--out", str(tmp_path / "results"),
                       "--readme", str(readme))
     assert done.returncode == 0, done.stderr[-3000:]
