@@ -156,3 +156,12 @@ def test_the_pair_is_chosen_on_validation_never_on_test():
                _record("full", 1, 0.80, 0.10, backbone="small"), _record("baseline", 1, 0.55, 0.99, backbone="small")]
     pair = select_pair(records)
     assert pair["backbone"] == "small" and pair["full"].seed == 1 and pair["baseline"].seed == 0
+
+
+def test_per_class_differences_use_only_the_seeds_both_variants_have():
+    records = [_record("full", 0, 0.5, 0.60)] + [_record("baseline", s, 0.5, 0.50 + 0.1 * s) for s in range(3)]
+    group = table2_per_class(records, "test")["groups"][0]
+    assert group["seeds"] == [0]
+    row = group["rows"][0]  # baseline seeds 1 and 2 (0.6, 0.7) would make the Δ 0 instead of +0.1
+    assert row["baseline_accuracy"] == pytest.approx(0.5) and row["difference_accuracy"] == pytest.approx(0.1)
+    assert "Seeds: 0." in table2_markdown(table2_per_class(records, "test"))

@@ -3,8 +3,9 @@
     table1_overall     Table I shape: accuracy, macro precision / recall / F1, mean class accuracy per model on the
                        eval split, mean ± sample std (ddof=1) over seeds, plus the paper's claimed row marked as a claim
     table2_per_class   Table II shape, per recipe/backbone: per-class accuracy (= recall) and F1 of full vs baseline
-                       and full − baseline, means over seeds; and the Bi-LSTM's effect: per-seed paired differences,
-                       their mean ± std, a paired t-test (scipy.stats.ttest_rel), how many seeds favour the Bi-LSTM
+                       and full − baseline, means over the seeds both have; and the Bi-LSTM's effect: per-seed
+                       paired differences, their mean ± std, a paired t-test (scipy.stats.ttest_rel), how many seeds
+                       favour the Bi-LSTM
     table3_ablation    Table III shape: every variant of a recipe/backbone that has ablation runs
     table4_cost        Table IV shape: parameters, FLOPs, latency at batch 1 and 64, peak GPU memory, from the JSON
                        files `python -m fer_explain cost --json` wrote, one row per model and device
@@ -81,7 +82,13 @@ def table2_per_class(records: list[Record], split: str) -> dict:
     for (recipe, backbone), variants in by_variant(records).items():
         if "full" not in variants or "baseline" not in variants:
             continue
-        full, baseline = variants["full"], variants["baseline"]
+        # per-class means over the seeds both variants have, so that each Δ compares like with like (a recipe may
+        # have more baseline seeds than full ones)
+        seeds = sorted(s for s in set(variants["full"]) & set(variants["baseline"])
+                       if _metrics(variants["full"][s], split) is not None
+                       and _metrics(variants["baseline"][s], split) is not None)
+        full = {s: variants["full"][s] for s in seeds}
+        baseline = {s: variants["baseline"][s] for s in seeds}
         supports = [m["per_class"] for r in full.values() if (m := _metrics(r, split)) is not None]
         rows = []
         for name in CLASSES:
@@ -91,7 +98,7 @@ def table2_per_class(records: list[Record], split: str) -> dict:
                 row.update({f"full_{label}": f, f"baseline_{label}": b,
                             f"difference_{label}": None if f is None or b is None else f - b})
             rows.append(row)
-        groups.append({"recipe": recipe, "backbone": backbone, "rows": rows,
+        groups.append({"recipe": recipe, "backbone": backbone, "seeds": seeds, "rows": rows,
                        "bilstm_effect": {m: _paired(full, baseline, split, m) for m in EFFECT_METRICS}})
     return {"split": split, "groups": groups, "claims": CLAIMS["per_class"]}
 

@@ -43,9 +43,11 @@ def effect_line(e: dict) -> str:
 def table2_markdown(t: dict) -> str:
     split = t["split"]
     lines = [f"# Table II: per class, Bi-LSTM (full) vs baseline, FER+ {split}", "",
-             "Per-class accuracy (= recall) and F1 in %, means over seeds; Δ = full − baseline."]
+             "Per-class accuracy (= recall) and F1 in %, means over the seeds that both variants have; "
+             "Δ = full − baseline."]
     for g in t["groups"]:
         lines += ["", f"## {g['recipe']} recipe, {g['backbone']}", "",
+                  f"Seeds: {', '.join(map(str, g['seeds'])) or 'none evaluated in both variants'}.", "",
                   "| class | support | full acc. | baseline acc. | Δ acc. | full F1 | baseline F1 | Δ F1 |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in g["rows"]:
@@ -157,7 +159,8 @@ def bilstm_answer(table2: dict, selected: dict | None) -> str:
         parts.append(f"**{g['recipe']} recipe, {g['backbone']}:** the Bi-LSTM changes {table2['split']} accuracy by "
                      f"{pct(e['mean'], True)} pp ({spread}; {e['favouring_bilstm']} of {e['n']} seeds favour it), "
                      f"{noise}. Largest per-class gains: {gains}; largest losses: {losses} (pp of class accuracy, "
-                     "mean over seeds; the rare classes have few test images, so their changes are noisy).")
+                     "mean over the same paired seeds; the rare classes have few test images, so their changes are "
+                     "noisy).")
     if selected:
         parts.append(f"Shipped pair (chosen on validation): {selected['recipe']} recipe, {selected['backbone']}, "
                      f"Bi-LSTM seed {selected['full']}, baseline seed {selected['baseline']}.")
