@@ -117,9 +117,10 @@ def on_analyze(image, whole_image, target):
         return [message, None, gr.Dropdown(choices=[], value=None), None] + empty_outputs(message)
     notice, photo = views.notices_markdown(analysis), analysis.result.annotated()
     choices = views.face_choices(analysis)
-    if not choices:
-        gr.Warning(notice or "no face found")
-        return [notice, photo, gr.Dropdown(choices=[], value=None), analysis] + empty_outputs(notice)
+    if not choices:  # marked like every other bad input, so an API client can test for it the same way
+        message = f"⚠️ {notice or 'No face found.'}"
+        gr.Warning(notice or "No face found.")
+        return [message, photo, gr.Dropdown(choices=[], value=None), analysis] + empty_outputs(message)
     return ([notice, photo, gr.Dropdown(choices=choices, value=choices[0]), analysis]
             + face_outputs(analysis, choices[0], target))
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from fer_explain.classes import CLASSES, PREDICTED, parse_target
 from fer_explain.errors import UserError
+from fer_explain.predictor import FAITHFULNESS_TOKENS_PER_STEP
 from fer_explain.regions import SIDE_CONVENTION, describe_regions
 
 TARGET_CHOICES = (PREDICTED, *CLASSES)
@@ -25,9 +26,9 @@ METHODS = ("spatial_attention", "token_saliency", "gradcam")
 METHOD_TITLES = {"spatial_attention": "Spatial attention (eq. 2)", "token_saliency": "Bi-LSTM token saliency (IG)",
                  "gradcam": "Grad-CAM", "random": "random order (reference)"}
 MAX_FACES = 20
-# Deletion/insertion in the app: 7 tokens (one grid row's worth) per step and 2 random orders, about 8x fewer
-# Bi-LSTM passes than the `explain` command's 1 token per step and 3 orders, so a page answers in time on a CPU.
-FAITHFULNESS = {"faithfulness_step": 7, "faithfulness_random": 2}
+# Deletion/insertion in the app: 7 tokens (one grid row's worth) per step, as the `explain` command, but 2 random
+# reference orders instead of 3, so a page answers in time on a CPU.
+FAITHFULNESS = {"faithfulness_step": FAITHFULNESS_TOKENS_PER_STEP, "faithfulness_random": 2}
 NO_MODEL = ("No model checkpoint is loaded, so nothing can be predicted. Train one (see training/) and put it in "
             "checkpoints/, or start the app with --checkpoint FILE (or FER_CHECKPOINT=hf://owner/repo/file).")
 

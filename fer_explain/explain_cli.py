@@ -3,6 +3,8 @@
 Writes into --out: `face_<i>.png` (crop, overlays, token-saliency grid, probabilities), `annotated.png` (boxes and
 labels on the photo) and `explanation.json` = {"faces": [...], "notices": [...], "checkpoint": ..., "target": ...},
 where each face carries its box, label, probabilities, the 7x7 grids (before upsampling) and faithfulness scores.
+The exit code is 1 when no face was found (the JSON and the annotated photo are written all the same), as `predict`
+exits non-zero when nothing could be processed; `--whole-image` explains the whole picture as one face instead.
 """
 from __future__ import annotations
 
@@ -93,4 +95,7 @@ def run(args) -> int:
         print(f"face {record['face']}: {record['label']} {record['score']:.2f} "
               f"(explained: {record['target']})", file=sys.stderr)
     print(f"wrote {len(records)} face panels, annotated.png and explanation.json to {out}", file=sys.stderr)
+    if not records:
+        print("error: no face to explain; --whole-image explains the whole picture as one face", file=sys.stderr)
+        return 1
     return 0

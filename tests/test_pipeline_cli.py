@@ -272,6 +272,14 @@ def test_explain_boxes_the_detected_face(explained):
     assert len(list(out.glob("face_*.png"))) == len(report["faces"])
 
 
+def test_explain_without_a_face_exits_1_and_still_writes_its_record(checkpoint, inputs, tmp_path):
+    proc = run_cli("explain", inputs / "no_face.png", "--checkpoint", checkpoint, "--out", tmp_path / "x")
+    assert_clean(proc)
+    assert proc.returncode == 1 and "--whole-image" in proc.stderr, proc.stderr
+    report = json.loads((tmp_path / "x/explanation.json").read_text())
+    assert report["faces"] == [] and "no face" in report["notices"][0].lower()
+
+
 def test_explain_bad_inputs_exit_2_with_one_line(checkpoint, inputs, tmp_path):
     sub = inputs / "sub" / "deeper"
     cases = {"unknown target": ["explain", inputs / "gray.png", "--checkpoint", checkpoint, "--target", "boredom",
