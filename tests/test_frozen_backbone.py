@@ -94,6 +94,38 @@ def test_validation_on_cached_features_matches_the_whole_network_on_images(run, 
     assert nll == pytest.approx(result.best_validation["loss"], rel=0.05, abs=0.02)
 
 
+def test_float32_features_make_validation_match_inference_exactly(data_dir, tmp_path):
+    from safetensors import safe_open
+
+    from fer_explain.checkpoint import load_checkpoint
+    from fer_explain.data import load_split
+    from fer_explain.evaluate import predict_probabilities
+    from fer_explain.transforms import eval_transform
+
+    config = tmp_path / "fp32.yaml"
+    config.write_text(FROZEN.read_text() + "feature_precision: float32\n")
+    args = frozen_args(data_dir, tmp_path / "run", tmp_path / "cache", "--epochs", "2")
+    args.config = str(config)
+    result = train.main(args)
+    cached = {}
+    for path in (tmp_path / "cache").glob("*.safetensors"):
+        with safe_open(str(path), "pt") as f:
+            assert f.metadata()["stored"] == "float32"
+            cached[f.metadata()["split"]] = f.get_tensor("features")
+    ckpt = load_checkpoint(result.run_dir)
+    val = load_split(data_dir, "val")
+    with torch.inference_mode():  # what inference computes: the frozen modules in float32 on the resized images
+        direct = ckpt.model.backbone(eval_transform(val.images, ckpt.preprocessing))
+    assert cached["val"].dtype == torch.float32
+    assert float((cached["val"] - direct).norm() / direct.norm()) < 1e-5  # bfloat16 rounding alone: ~2e-3
+    probs = predict_probabilities(ckpt.model, val, ckpt.preprocessing, "cpu", progress=False)
+    nll = -np.log(probs[np.arange(len(val)), val.labels.numpy()]).mean()
+    # the same numbers as inference, up to float32 summation order (bf16 features: only within 5 %, test above)
+    assert nll == pytest.approx(result.best_validation["loss"], rel=1e-4)
+    assert json.loads((result.run_dir / "model.json").read_text())["data"]["frozen_backbone"]["features"].startswith(
+        "float32")
+
+
 def test_features_are_cached_once_and_reused(frozen_run, data_dir, monkeypatch):
     from training import frozen_backbone
 
@@ -144,7 +176,8 @@ def test_mirrored_features_are_the_mirror_images_features(tail_run, data_dir):
     ("rotation_degrees: 10", "cached features"), ("flip_tta: true", "cached features"),
     ("ema: 0.99", "cached features"),
     ("trainable_backbone_tail: 8", "between 0 and 7"),
-    ("freeze_backbone: false\ntrainable_backbone_tail: 2", "only means something")])
+    ("freeze_backbone: false\ntrainable_backbone_tail: 2", "only means something"),
+    ("feature_precision: float64", "feature_precision must be one of bfloat16, float32")])
 def test_a_frozen_recipe_refuses_what_cached_features_cannot_do(setting, message, data_dir, tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text(FROZEN.read_text() + setting + "\n")

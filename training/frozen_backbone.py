@@ -11,10 +11,11 @@ A horizontal flip still works: with `hflip: true` the mirrored images' features 
 training face takes one of the two at random. The checkpoint holds the whole network and needs nothing else at
 inference. A recipe asks for this with `freeze_backbone: true` (training/configs/frozen_backbone*.yaml).
 
-Features are computed under bfloat16 autocast on CPU (twice as fast as float32 there) and stored as float16; the
-final test figures come from `fer_explain evaluate`, which runs the whole network in float32 on the images. The
-trained part adapts to the bfloat16 features: on the same checkpoint, `evaluate`'s float32 val accuracy is ~0.9 pp
-below the val accuracy training records (README, status). Caching float32 features would remove that mismatch.
+By default (`feature_precision: bfloat16`) features are computed under bfloat16 autocast (twice as fast as float32
+on CPU) and stored as float16; the final test figures come from `fer_explain evaluate`, which runs the whole network
+in float32 on the images. The trained part adapts to the bfloat16 features: on the same checkpoint, `evaluate`'s
+float32 val accuracy is ~0.9 pp below the val accuracy training records (README, status). `feature_precision:
+float32` computes and stores them in float32, as inference sees them, at twice the caching time and memory.
 """
 from __future__ import annotations
 
@@ -62,6 +63,12 @@ def freeze(model: nn.Module, tail: int = 0) -> AfterBackbone:
     return AfterBackbone(model, tail)
 
 
+FEATURE_PRECISIONS = {"bfloat16": {"autocast": "bfloat16", "stored": "float16"},
+                      "float32": {"autocast": "none", "stored": "float32"}}
+# as checkpoints written before feature_precision existed describe their features
+FEATURE_DESCRIPTIONS = {"bfloat16": "bfloat16 autocast, stored as float16", "float32": "float32, stored as float32"}
+
+
 def backbone_digest(frozen: nn.Module) -> str:
     """sha256 of the frozen modules' weights and buffers (their names say how many there are): part of the cache
     key, so other weights or another cut get other features."""
@@ -72,21 +79,24 @@ def backbone_digest(frozen: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _key(digest: str, fingerprint: str, preprocessing, mirrored: bool) -> str:
-    """Same frozen weights, same images, same preprocessing, same side -> same cached features."""
+def _key(digest: str, fingerprint: str, preprocessing, mirrored: bool, precision: str = "bfloat16") -> str:
+    """Same frozen weights, same images, same preprocessing, same side, same precision -> same cached features."""
     h = hashlib.sha256(digest.encode())
     h.update(fingerprint.encode())
     h.update(json.dumps(preprocessing.to_dict(), sort_keys=True).encode())
     if mirrored:  # only then, so the keys of unmirrored caches written before hflip existed stay valid
         h.update(b"mirrored")
+    if precision != "bfloat16":  # likewise for the caches written before float32 features existed
+        h.update(precision.encode())
     return h.hexdigest()[:20]
 
 
 @torch.inference_mode()
 def compute_features(frozen: nn.Module, images: torch.Tensor, preprocessing, device: torch.device,
-                     batch_size: int = 128, label: str = "", mirrored: bool = False) -> torch.Tensor:
-    """float16 (N, C, h, w): the frozen modules' output for uint8 images (N, H, W) or (N, C, H, W), or for their
-    mirror images."""
+                     batch_size: int = 128, label: str = "", mirrored: bool = False,
+                     precision: str = "bfloat16") -> torch.Tensor:
+    """(N, C, h, w): the frozen modules' output for uint8 images (N, H, W) or (N, C, H, W), or for their mirror
+    images; computed under bfloat16 autocast and stored as float16, or computed and stored in float32."""
     from tqdm import tqdm
 
     from fer_explain.transforms import eval_transform
@@ -98,28 +108,34 @@ def compute_features(frozen: nn.Module, images: torch.Tensor, preprocessing, dev
         x = eval_transform(images[start:start + batch_size].to(device), preprocessing)
         if mirrored:  # resizing and normalising commute with the flip: as train_transform's flip, after them
             x = x.flip(-1)
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            chunks.append(frozen(x.contiguous(memory_format=torch.channels_last)).to(torch.float16).cpu())
+        x = x.contiguous(memory_format=torch.channels_last)
+        if precision == "float32":
+            chunks.append(frozen(x).float().cpu())
+        else:
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                chunks.append(frozen(x).to(torch.float16).cpu())
     return torch.cat(chunks)
 
 
 def cached_features(cache_dir: Path, frozen: nn.Module, digest: str, images: torch.Tensor, fingerprint: str,
-                    preprocessing, device: torch.device, label: str, mirrored: bool = False) -> torch.Tensor:
+                    preprocessing, device: torch.device, label: str, mirrored: bool = False,
+                    precision: str = "bfloat16") -> torch.Tensor:
     """The features from CACHE_DIR/<key>.safetensors, computed and written (atomically) when absent; `digest` is
     `backbone_digest(frozen)`, computed once by the caller for every split."""
     from safetensors.torch import load_file, save_file
 
-    path = Path(cache_dir) / f"{_key(digest, fingerprint, preprocessing, mirrored)}.safetensors"
+    path = Path(cache_dir) / f"{_key(digest, fingerprint, preprocessing, mirrored, precision)}.safetensors"
     if path.is_file():
         return load_file(str(path))["features"]
     start = time.perf_counter()
-    features = compute_features(frozen, images, preprocessing, device, label=label, mirrored=mirrored)
+    features = compute_features(frozen, images, preprocessing, device, label=label, mirrored=mirrored,
+                                precision=precision)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     save_file({"features": features.contiguous()}, str(partial),
               metadata={"split": label, "n": str(len(images)), "data_fingerprint": fingerprint,
-                        "frozen_modules": str(len(frozen)), "mirrored": str(mirrored), "autocast": "bfloat16",
-                        "stored": "float16"})
+                        "frozen_modules": str(len(frozen)), "mirrored": str(mirrored),
+                        **FEATURE_PRECISIONS[precision]})
     partial.replace(path)  # a run killed while writing leaves no half file under the final name
     print(f"cached {label} features of the frozen backbone modules {tuple(features.shape)} in "
           f"{time.perf_counter() - start:.0f} s -> {path}", file=sys.stderr)
@@ -160,7 +176,7 @@ def prepare_training(model: nn.Module, data: dict, val_set, preprocessing, data_
 
     def cache(images, fingerprint, label, mirrored=False):
         return cached_features(feature_cache, frozen, digest, images, fingerprint, preprocessing, dist_.device, label,
-                               mirrored)
+                               mirrored, recipe["feature_precision"])
     data["features"] = cache(train_images, train_fingerprint, "train").to(dist_.device)
     if recipe["hflip"]:
         data["mirrored_features"] = cache(train_images, train_fingerprint, "train mirrored", True).to(dist_.device)
@@ -168,5 +184,5 @@ def prepare_training(model: nn.Module, data: dict, val_set, preprocessing, data_
            "features": cache(val_set.images, data_info["val"]["fingerprint"], "val")}
     data_info["frozen_backbone"] = {"feature_cache": str(Path(feature_cache).resolve()),
                                     "frozen_modules": len(frozen), "trainable_tail": tail, "mirrored": recipe["hflip"],
-                                    "features": "bfloat16 autocast, stored as float16"}
+                                    "features": FEATURE_DESCRIPTIONS[recipe["feature_precision"]]}
     return freeze(model, tail), val

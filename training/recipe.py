@@ -41,6 +41,9 @@ DEFAULTS = {
     "data_format": "auto",
     "freeze_backbone": False,  # train only after the backbone, on its cached features (training/frozen_backbone.py)
     "trainable_backbone_tail": 0,  # with freeze_backbone: its last N modules are trained too, only those before cached
+    # with freeze_backbone: how the cached features are computed. bfloat16 autocast is twice as fast on CPU, but the
+    # trained part adapts to its rounding and inference runs in float32 (~0.9 pp of val accuracy lost, README)
+    "feature_precision": "bfloat16",
 }
 
 CHOICES = {
@@ -52,6 +55,7 @@ CHOICES = {
     "lr_schedule": ("constant", "cosine"),
     "select_metric": ("val_accuracy", "val_mean_class_accuracy", "val_macro_f1", "val_loss"),
     "amp": ("bf16", "fp16", "none"),
+    "feature_precision": ("bfloat16", "float32"),
 }
 
 # recipe keys that the command line may override: argparse dest -> recipe key
