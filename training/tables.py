@@ -49,11 +49,16 @@ def table1_overall(records: list[Record], split: str) -> dict:
     return {"split": split, "rows": rows, "claims": [CLAIMS["overall"]]}
 
 
+def _paired_seeds(full: dict[int, Record], baseline: dict[int, Record], split: str) -> list[int]:
+    """The seeds evaluated on `split` in both variants."""
+    return sorted(s for s in set(full) & set(baseline)
+                  if _metrics(full[s], split) is not None and _metrics(baseline[s], split) is not None)
+
+
 def _paired(full: dict[int, Record], baseline: dict[int, Record], split: str, metric: str) -> dict:
     from scipy.stats import ttest_rel
 
-    seeds = sorted(s for s in set(full) & set(baseline)
-                   if _metrics(full[s], split) is not None and _metrics(baseline[s], split) is not None)
+    seeds = _paired_seeds(full, baseline, split)
     a = [_metrics(full[s], split)[metric] for s in seeds]
     b = [_metrics(baseline[s], split)[metric] for s in seeds]
     diffs = [x - y for x, y in zip(a, b)]
@@ -84,9 +89,7 @@ def table2_per_class(records: list[Record], split: str) -> dict:
             continue
         # per-class means over the seeds both variants have, so that each Δ compares like with like (a recipe may
         # have more baseline seeds than full ones)
-        seeds = sorted(s for s in set(variants["full"]) & set(variants["baseline"])
-                       if _metrics(variants["full"][s], split) is not None
-                       and _metrics(variants["baseline"][s], split) is not None)
+        seeds = _paired_seeds(variants["full"], variants["baseline"], split)
         full = {s: variants["full"][s] for s in seeds}
         baseline = {s: variants["baseline"][s] for s in seeds}
         supports = [m["per_class"] for r in full.values() if (m := _metrics(r, split)) is not None]
