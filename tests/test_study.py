@@ -44,11 +44,17 @@ def test_study_packs_records_without_weights_and_exports_the_val_best_pair(study
     with tarfile.open(study / "out/records.tar.gz") as tar:
         names = tar.getnames()
     assert "quick/resnet18/baseline/seed1/eval_test.json" in names and "quick/resnet18/full/seed0/model.json" in names
+    assert "quick/resnet18/baseline/seed1/eval_val.json" in names  # the split the pair is chosen on
     assert not any(n.endswith(".safetensors") for n in names)
     exported = sorted(p.name for p in (study / "out").glob("*.fp16.safetensors"))
     assert [n.split("-")[2] for n in exported] == ["baseline", "full"]  # no ablation variant is a shipping candidate
     record = json.loads((study / "runs/quick/resnet18/full/seed0/eval_test.json").read_text())
     assert record["split"] == "test" and len(record["predictions"]) == record["n"] == 4
+    run = study / "runs/quick/resnet18/baseline/seed1"
+    val = json.loads((run / "eval_val.json").read_text())
+    # float32 end to end here, so evaluating the checkpoint gives what training recorded at its kept epoch
+    assert val["split"] == "val" and val["n"] == 4 and len(val["predictions"]) == 4
+    assert val["accuracy"] == pytest.approx(json.loads((run / "model.json").read_text())["validation"]["accuracy"])
     assert json.loads((study / "runs/quick/resnet18/full/seed0/study.json").read_text())["parallel"] == 2
 
 
@@ -79,6 +85,10 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
     last = json.loads((records / "quick/resnet18/full/seed1/log.jsonl").read_text().splitlines()[-1])
     assert runs["quick/resnet18/full/seed1"]["train_accuracy_last"] == last["train_accuracy"]
     assert runs["quick/resnet18/full/seed1"]["val_accuracy_best"] == model["validation"]["accuracy"]
+    val = json.loads((records / "quick/resnet18/full/seed1/eval_val.json").read_text())
+    assert runs["quick/resnet18/full/seed1"]["val_accuracy_evaluate"] == val["accuracy"]
+    assert all(r["val_accuracy_evaluate"]["n"] == 2 for r in t1["rows"])
+    assert json.loads((out / "selection.json").read_text())["validation_source"] == "evaluate"
     assert "Bi-LSTM + channel attention" in (out / "table3_ablation.md").read_text()
     assert (out / "confusion_quick_resnet18_full.png").is_file() and (out / "curves_quick_resnet18.png").is_file()
     assert not stale.exists() and stale.name not in (out / "README.md").read_text()
@@ -126,10 +136,12 @@ def test_a_run_still_going_after_the_deadline_is_stopped_and_recorded(tmp_path, 
     assert "--time-limit 1" in (jobs[0].run_dir / "train.log").read_text()
 
 
-def _record(variant: str, seed: int, val: float, test: float, recipe="paper", backbone="b") -> Record:
+def _record(variant: str, seed: int, val: float, test: float, recipe="paper", backbone="b",
+            val_evaluated: float | None = None) -> Record:
     per_class = {c: {"precision": test, "recall": test, "f1": test, "support": 1} for c in CLASSES8}
     metrics = {"accuracy": test, "macro_f1": test, "mean_class_accuracy": test, "per_class": per_class}
-    return Record(Path("."), recipe, backbone, variant, seed, {"accuracy": val}, {"test": metrics}, {})
+    evals = {"test": metrics} | ({"val": {"accuracy": val_evaluated}} if val_evaluated is not None else {})
+    return Record(Path("."), recipe, backbone, variant, seed, {"accuracy": val}, evals, {})
 
 
 def test_one_seed_says_the_t_test_is_impossible():
@@ -156,6 +168,22 @@ def test_the_pair_is_chosen_on_validation_never_on_test():
                _record("full", 1, 0.80, 0.10, backbone="small"), _record("baseline", 1, 0.55, 0.99, backbone="small")]
     pair = select_pair(records)
     assert pair["backbone"] == "small" and pair["full"].seed == 1 and pair["baseline"].seed == 0
+
+
+def test_the_pair_is_chosen_on_evaluated_val_when_every_run_has_it_and_never_on_a_mix():
+    # recipe "bf16" records an optimistic training val (cached bfloat16 features); its checkpoints evaluate lower
+    records = [_record("full", 0, 0.80, 0.5, recipe="bf16", val_evaluated=0.70),
+               _record("baseline", 0, 0.80, 0.5, recipe="bf16", val_evaluated=0.70),
+               _record("full", 0, 0.75, 0.5, recipe="fp32", val_evaluated=0.75),
+               _record("full", 1, 0.74, 0.5, recipe="fp32", val_evaluated=0.76),
+               _record("baseline", 0, 0.75, 0.5, recipe="fp32", val_evaluated=0.75)]
+    pair = select_pair(records)
+    assert (pair["recipe"], pair["full"].seed, pair["validation_source"]) == ("fp32", 1, "evaluate")
+    assert pair["candidates"]["bf16/b"] == pytest.approx(0.70)
+    records[-1].evals.pop("val")  # one candidate run without eval_val.json: training's val for every run
+    pair = select_pair(records)
+    assert (pair["recipe"], pair["validation_source"]) == ("bf16", "training")
+    assert "training recorded" in pair["rule"]
 
 
 def test_per_class_differences_use_only_the_seeds_both_variants_have():

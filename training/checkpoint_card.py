@@ -43,14 +43,15 @@ def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:
     cands = ", ".join(f"{k}: {100 * v:.2f} %" for k, v in summary["selection"]["candidates"].items())
     lines += ["", f"Mean validation accuracy of the full runs per candidate: {cands}."]
     lines += ["", "## Figures", "",
-              f"| model | seed | best epoch / run | val accuracy | {split} accuracy (record) | {split} accuracy here | "
-              f"{split} mean class acc. | {split} macro F1 | predictions changed by float16 |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              f"| model | seed | best epoch / run | val accuracy (training) | val accuracy (evaluate) | "
+              f"{split} accuracy (record) | {split} accuracy here | {split} mean class acc. | {split} macro F1 | "
+              "predictions changed by float16 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for variant, record in (("full", full), ("baseline", baseline)):
         f = summary["files"][variant]
         e = f["evaluation"]
         lines.append(f"| {variant} | {record.seed} | {record.training['best_epoch']} / {record.training['epochs_run']} "
-                     f"| {pct(record.val['accuracy'])} | {pct(f['reference']['accuracy'])} "
+                     f"| {pct(record.val['accuracy'])} | {pct(record.evals.get('val', {}).get('accuracy'))} "
+                     f"| {pct(f['reference']['accuracy'])} "
                      f"({f['reference']['device']}) | {pct(e['accuracy'])} ({e['device_name']}) | "
                      f"{pct(e['mean_class_accuracy'])} | {pct(e['macro_f1'])} | {f['predictions_changed']} of {e['n']} |")
     lines += ["", f"Over all seeds of this recipe and backbone ({split}, mean ± std):", "",

@@ -123,7 +123,7 @@ def main(args: argparse.Namespace) -> dict:
             shipped[variant]["evaluation"]["checkpoint"] = str(final)  # where it is shipped, not the staging copy
             final.with_suffix(".json").write_text(json.dumps(read_metadata(final), indent=2) + "\n")
     summary = {"selection": {"recipe": pair["recipe"], "backbone": pair["backbone"], "rule": pair["rule"],
-                             "candidates": pair["candidates"]},
+                             "candidates": pair["candidates"], "validation_source": pair["validation_source"]},
                "split": args.split, "total_bytes": total, "files": shipped}
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "shipped.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -7,7 +7,8 @@ best checkpoint then evaluated on a held-out split, and everything small packed 
         [--eval-data ../shared/data/ferplus --eval-split test] [--pack records.tar.gz] [--export-weights DIR]
 
 RUN_DIR = RUNS_DIR/<recipe>/<backbone>/<variant>/seed<S>: training/train.py's run folder plus train.log (its
-output), study.json (how it was run: concurrency, wall time, exit code) and eval_<split>.json. Runs are separate
+output), study.json (how it was run: concurrency, wall time, exit code), eval_val.json and eval_<split>.json (the
+best checkpoint evaluated as `fer_explain evaluate` does; val is the one the pair is chosen on). Runs are separate
 `training.train` processes, so a launch-bound small model on a big GPU shares it with others. The eval split never
 chooses anything: each run keeps its best epoch on validation, and the exported pair is each variant's val-best
 seed. Finished runs are skipped and interrupted ones resume, so rerunning the command continues the study.
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from fer_explain.errors import UserError, run_command
 from training.recipe import CHOICES, load_recipe
-from training.records import Record, by_variant, read_record, val_best
+from training.records import Record, by_variant, read_record, val_best, validation_source
 
 REPO = Path(__file__).resolve().parents[1]
 # variant -> (description, training flags): the paper's Table III rows plus the class-weighting ablation
@@ -191,7 +192,9 @@ def train_all(jobs: list[Job], parallel: int, time_limit: float | None) -> dict[
 
 
 def evaluate_runs(jobs: list[Job], args: argparse.Namespace, eval_format: str | None) -> None:
-    """eval_<split>.json for each finished run whose checkpoint changed since its last evaluation."""
+    """eval_val.json and eval_<split>.json for each finished run whose checkpoint changed since its last evaluation.
+    val is evaluated too because training's own val figure is not always what inference gets (cached bfloat16
+    features), and the pair is chosen on val (training.records.validation_source)."""
     import torch
 
     from fer_explain.checkpoint import load_checkpoint
@@ -200,26 +203,31 @@ def evaluate_runs(jobs: list[Job], args: argparse.Namespace, eval_format: str | 
     from fer_explain.evaluate import default_batch_size, evaluation_record, file_sha256
 
     finished = [j for j in jobs if (j.run_dir / "model.safetensors").is_file()]
-    todo = []
-    for job in finished:
-        out = job.run_dir / f"eval_{args.eval_split}.json"
-        sha = file_sha256(job.run_dir / "model.safetensors")
-        if not out.is_file() or json.loads(out.read_text()).get("checkpoint_sha256") != sha:
-            todo.append(job)
-    if not todo:
+    if not finished:
         return
     device = pick_device(args.device)
-    data = args.eval_data or args.data
-    dataset = load_split(data, args.eval_split, eval_format or "auto")
     batch = default_batch_size(device)
-    for job in todo:
+    sha = {j.name: file_sha256(j.run_dir / "model.safetensors") for j in finished}
+    splits = {"val": args.data} | ({args.eval_split: args.eval_data or args.data} if args.eval_split != "val" else {})
+    todo = {j.name: [s for s in splits if not _evaluated(j.run_dir / f"eval_{s}.json", sha[j.name])]
+            for j in finished}
+    datasets = {s: load_split(splits[s], s, eval_format or "auto") for s in splits
+                if any(s in left for left in todo.values())}
+    for job in finished:
+        if not todo[job.name]:
+            continue
         ckpt = load_checkpoint(job.run_dir, device)
         tta = bool(ckpt.metadata.get("training", {}).get("recipe", {}).get("flip_tta", False))
-        record = evaluation_record(ckpt, dataset, device, batch, tta, data, args.eval_split, progress=False)
-        (job.run_dir / f"eval_{args.eval_split}.json").write_text(json.dumps(record, indent=2) + "\n")
+        for split in todo[job.name]:
+            record = evaluation_record(ckpt, datasets[split], device, batch, tta, splits[split], split, progress=False)
+            (job.run_dir / f"eval_{split}.json").write_text(json.dumps(record, indent=2) + "\n")
         del ckpt
         if device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def _evaluated(path: Path, checkpoint_sha256: str) -> bool:
+    return path.is_file() and json.loads(path.read_text()).get("checkpoint_sha256") == checkpoint_sha256
 
 
 def finished_records(jobs: list[Job]) -> dict[str, Record]:
@@ -236,10 +244,12 @@ def export_weights(records: list[Record], out_dir: Path, max_mib: float) -> list
 
     written = []
     for group, variants in by_variant(records).items():
+        # one validation source for both variants, as training.records.select_pair uses
+        source = validation_source(r for v in ("full", "baseline") for r in variants.get(v, {}).values())
         for variant in ("full", "baseline"):
             if variant not in variants:
                 continue
-            record = val_best(variants[variant].values())
+            record = val_best(variants[variant].values(), source)
             ckpt = load_checkpoint(record.path)
             extra = {k: v for k, v in ckpt.metadata.items() if k not in ("format", "model_config", "classes",
                                                                           "preprocessing")}
@@ -268,19 +278,22 @@ def pack(jobs: list[Job], runs_dir: Path, out: Path) -> Path:
 
 
 def summary_table(jobs: list[Job], records: dict[str, Record], split: str) -> str:
-    lines = [f"{'run':<40} {'epochs':>9} {'val acc':>8} {split + ' acc':>9} {'img/s':>7} {'wall s':>7}  notes"]
+    # val acc: what training recorded at the best epoch; val eval: that checkpoint evaluated as inference runs it
+    lines = [f"{'run':<40} {'epochs':>9} {'val acc':>8} {'val eval':>8} {split + ' acc':>9} {'img/s':>7} "
+             f"{'wall s':>7}  notes"]
     for job in jobs:
         record = records.get(job.name)
         if record is None:
             lines.append(f"{job.name:<40} (no checkpoint)")
             continue
         training = record.training
-        test_acc = f"{100 * record.evals[split]['accuracy']:.2f}" if split in record.evals else "-"
+        test_acc, val_eval = (f"{100 * record.evals[s]['accuracy']:.2f}" if s in record.evals else "-"
+                              for s in (split, "val"))
         notes = [n for n, flag in (("early stop", training.get("early_stopped")),
                                    ("time limit", training.get("time_limited"))) if flag]
         lines.append(f"{job.name:<40} {training['best_epoch']:>4}/{training['epochs_run']:<4} "
-                     f"{100 * record.val['accuracy']:8.2f} {test_acc:>9} {training['mean_images_per_s'] or 0:7.0f} "
-                     f"{training['wall_time_s']:7.0f}  {', '.join(notes)}")
+                     f"{100 * record.val['accuracy']:8.2f} {val_eval:>8} {test_acc:>9} "
+                     f"{training['mean_images_per_s'] or 0:7.0f} {training['wall_time_s']:7.0f}  {', '.join(notes)}")
     return "\n".join(lines)
 
 
