@@ -80,6 +80,10 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
     assert [(r["variant"], r["seeds"]) for r in t1["rows"]] == [("full", [0, 1]), ("baseline", [0, 1]),
                                                                 ("full_no_spatial", [0, 1])]
     assert "claimed, not measured" in (out / "table1_overall.md").read_text()
+    for stem in ("table1_overall", "table3_ablation", "training_runs"):  # every row as wide as its table's header
+        for block in (out / f"{stem}.md").read_text().split("\n\n"):
+            rows = [line for line in block.splitlines() if line.startswith("|")]
+            assert len({line.count("|") for line in rows}) <= 1, (stem, block)
     runs = {r["run"]: r for r in json.loads((out / "training_runs.json").read_text())["rows"]}
     model = json.loads((records / "quick/resnet18/full/seed1/model.json").read_text())
     last = json.loads((records / "quick/resnet18/full/seed1/log.jsonl").read_text().splitlines()[-1])

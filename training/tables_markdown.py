@@ -7,7 +7,8 @@ from training.tables import EFFECT_METRICS, SUMMARY_METRICS
 TITLES = {"accuracy": "accuracy", "macro_precision": "macro precision", "macro_recall": "macro recall",
           "macro_f1": "macro F1", "mean_class_accuracy": "mean class accuracy"}
 VAL_COLUMNS = ("val accuracy (training): what training recorded at the kept epoch; for recipes that cache "
-               "bfloat16 backbone features it is ~0.9 pp above what the float32 checkpoint gets. val accuracy "
+               "bfloat16 backbone features it can differ by more than 1 pp from what the float32 checkpoint gets. "
+               "val accuracy "
                "(evaluate): the checkpoint evaluated as `fer_explain evaluate` does, the figure the shipped pair is "
                "chosen on when every candidate run has it (`selection.json` says which).")
 
@@ -36,7 +37,7 @@ def table1_markdown(t: dict) -> str:
                      + f" | {pct(r['val_accuracy'])} | {pct(r['val_accuracy_evaluate'])} |")
     for c in t["claims"]:
         lines.append(f"| **claim** | {c['model']} | full | - | {pct(c['accuracy'])} (claimed, not measured) | "
-                     + " | ".join("-" for _ in metrics[1:]) + " | - |")
+                     + " | ".join("-" for _ in metrics[1:]) + " | - | - |")
     return "\n".join(lines) + "\n"
 
 
