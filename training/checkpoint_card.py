@@ -50,7 +50,7 @@ def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:
         f = summary["files"][variant]
         e = f["evaluation"]
         lines.append(f"| {variant} | {record.seed} | {record.training['best_epoch']} / {record.training['epochs_run']} "
-                     f"| {pct(record.val['accuracy'])} | {pct(record.evals.get('val', {}).get('accuracy'))} "
+                     f"| {pct(record.val['accuracy'])} | {pct(record.evaluated_val_accuracy)} "
                      f"| {pct(f['reference']['accuracy'])} "
                      f"({f['reference']['device']}) | {pct(e['accuracy'])} ({e['device_name']}) | "
                      f"{pct(e['mean_class_accuracy'])} | {pct(e['macro_f1'])} | {f['predictions_changed']} of {e['n']} |")

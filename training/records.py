@@ -36,6 +36,11 @@ class Record:
         return self.recipe, self.backbone
 
     @property
+    def evaluated_val_accuracy(self) -> float | None:
+        """The checkpoint's val accuracy as `fer_explain evaluate` measures it (eval_val.json); None without one."""
+        return self.evals["val"]["accuracy"] if "val" in self.evals else None
+
+    @property
     def name(self) -> str:
         return f"{self.recipe}/{self.backbone}/{self.variant}/seed{self.seed}"
 
@@ -104,11 +109,11 @@ def validation_source(records) -> str:
     training recorded at its best epoch). Never a mix: recipes that cache bfloat16 features record a val accuracy
     that differs from their float32 checkpoint's (by -0.4 ± 0.6 pp over our CPU runs, up to 1.7 pp), so a mix would
     compare figures of two kinds."""
-    return "evaluate" if all("val" in r.evals for r in records) else "training"
+    return "evaluate" if all(r.evaluated_val_accuracy is not None for r in records) else "training"
 
 
 def val_accuracy(record: Record, source: str) -> float:
-    return record.evals["val"]["accuracy"] if source == "evaluate" else record.val["accuracy"]
+    return record.evaluated_val_accuracy if source == "evaluate" else record.val["accuracy"]
 
 
 def val_best(runs, source: str | None = None) -> Record:

@@ -43,7 +43,7 @@ def _val_accuracies(runs) -> dict:
     """Both val figures: training's own (its best epoch; on cached bfloat16 features for frozen-backbone recipes)
     and the checkpoint's as `fer_explain evaluate` computes it, for the runs that have eval_val.json."""
     return {"val_accuracy": stats([r.val["accuracy"] for r in runs]),
-            "val_accuracy_evaluate": stats([r.evals["val"]["accuracy"] for r in runs if "val" in r.evals])}
+            "val_accuracy_evaluate": stats([v for r in runs if (v := r.evaluated_val_accuracy) is not None])}
 
 
 def table1_overall(records: list[Record], split: str) -> dict:
@@ -160,7 +160,7 @@ def training_runs(records: list[Record], probe_files: list[Path]) -> dict:
                      # over-fitting can be told apart from the published table
                      "train_accuracy_last": (r.log[-1].get("train_accuracy") if r.log else None),
                      "val_accuracy_best": r.val.get("accuracy"),
-                     "val_accuracy_evaluate": r.evals.get("val", {}).get("accuracy"),
+                     "val_accuracy_evaluate": r.evaluated_val_accuracy,
                      "time_limited": t.get("time_limited", False),
                      "stopped_by_study": bool((r.study or {}).get("stopped_overdue")
                                              and (r.study or {}).get("returncode") != 0),
