@@ -68,11 +68,10 @@ def _draw_grid(ax, grid: np.ndarray, signed: bool, title: str) -> None:
         image = ax.imshow(g, cmap=SIGNED_CMAP, vmin=-(scale or 1.0), vmax=scale or 1.0)
     else:
         image = ax.imshow(g, cmap=UNSIGNED_CMAP, vmin=0.0, vmax=float(g.max(initial=0.0)) or 1.0)
+    colours = image.cmap(image.norm(g))[..., :3] @ np.array([0.299, 0.587, 0.114])
     for (r, c), v in np.ndenumerate(g):
-        # dark text on pale cells, white on saturated ones
-        strong = abs(v) / scale > 0.6 if scale > 0 else False
         ax.text(c, r, f"{v:.2f}" if scale >= 0.01 else f"{v:.0e}", ha="center", va="center", fontsize=6.5,
-                color="white" if strong else "black")
+                color="white" if colours[r, c] < 0.5 else "black")  # white text on dark cells (luma)
     ax.set_xticks(range(g.shape[1]))
     ax.set_yticks(range(g.shape[0]))
     ax.tick_params(labelsize=7)
@@ -80,12 +79,50 @@ def _draw_grid(ax, grid: np.ndarray, signed: bool, title: str) -> None:
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=7)
 
 
-def grid_figure(grid7x7: np.ndarray, signed: bool, title: str) -> np.ndarray:
-    """The 7x7 grid as coloured cells with their values written in them (row-major = token order)."""
-    fig = _figure(4.6, 4.2)
-    _draw_grid(fig.add_subplot(), grid7x7, signed, title)
-    fig.tight_layout()
-    return _to_array(fig)
+def grid_figure(grid7x7: np.ndarray, signed: bool, title: str, cell: int = 54) -> np.ndarray:
+    """The grid as coloured cells with their values written in them (row-major = token order), row and column
+    numbers, and a colour scale; the same colours and number format as the matplotlib grid of the panel.
+
+    Drawn with PIL rather than matplotlib: the app draws two of these per Explain request, and matplotlib's layout
+    and text rendering of the 49 labels were the largest cost outside torch (README, benchmarks/app_latency.py:
+    /analyze median 1.38-1.47 s before, 1.13-1.28 s after, on 2 CPU cores).
+    """
+    g = np.nan_to_num(np.asarray(grid7x7, dtype=np.float32))
+    scale = float(np.abs(g).max(initial=0.0))
+    colours = (_colours(normalise_grid(g, signed), signed, None) * 255).round().astype(np.uint8)
+    rows, cols = g.shape
+    font = ImageFont.load_default(size=max(9, cell // 5))
+    title_font = ImageFont.load_default(size=max(11, cell // 4))
+    pad, bar = cell // 2, cell // 4
+    grid_w, grid_h = cols * cell, rows * cell
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    title_w = probe.textbbox((0, 0), title, font=title_font)[2]
+    top = 2 * pad
+    width = max(pad + grid_w + pad // 2 + bar + 2 * pad + cell // 2, title_w + 2 * pad // 2)
+    im = Image.new("RGB", (width, top + grid_h + pad), "white")
+    draw = ImageDraw.Draw(im)
+    draw.text((width // 2, pad // 2), title, fill="black", font=title_font, anchor="mt")
+    for (r, c), v in np.ndenumerate(g):
+        x, y = pad + c * cell, top + r * cell
+        draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=tuple(int(k) for k in colours[r, c]))
+        dark = colours[r, c] @ np.array([0.299, 0.587, 0.114]) < 128  # white text on dark cells (luma)
+        draw.text((x + cell // 2, y + cell // 2), f"{v:.2f}" if scale >= 0.01 else f"{v:.0e}",
+                  fill="white" if dark else "black", font=font, anchor="mm")
+    for k in range(max(rows, cols)):
+        if k < cols:
+            draw.text((pad + k * cell + cell // 2, top - 2), str(k), fill="black", font=font, anchor="md")
+        if k < rows:
+            draw.text((pad - 4, top + k * cell + cell // 2), str(k), fill="black", font=font, anchor="rm")
+    # colour scale, top = the largest value shown
+    low, high = (-(scale or 1.0), scale or 1.0) if signed else (0.0, float(g.max(initial=0.0)) or 1.0)
+    x0 = pad + grid_w + pad // 2
+    ramp = np.linspace(1.0, -1.0 if signed else 0.0, grid_h, dtype=np.float32)
+    strip = (_colours(ramp, signed, None) * 255).round().astype(np.uint8)
+    im.paste(Image.fromarray(np.repeat(strip[:, None, :], bar, axis=1)), (x0, top))
+    for value, y, anchor in ((high, top, "lt"), ((low + high) / 2, top + grid_h // 2, "lm"),
+                             (low, top + grid_h, "lb")):
+        draw.text((x0 + bar + 3, y), f"{value:.2g}", fill="black", font=font, anchor=anchor)
+    return np.asarray(im)
 
 
 def _highlight_index(highlight, classes: Sequence[str]) -> int | None:

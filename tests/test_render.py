@@ -48,6 +48,17 @@ def test_grid_bars_timeline():
     g1, g2 = rng.normal(size=(7, 7)), rng.normal(size=(7, 7))
     a, b = grid_figure(g1, True, "saliency"), grid_figure(g2, True, "saliency")
     assert _rgb(a) and a.shape == b.shape and not np.array_equal(a, b)
+    # the cells are coloured as the overlays are: +1 top-left red, -1 bottom-right blue, 0 white (cell corners,
+    # away from the numbers); the signed map's zero is the diverging map's white
+    sign = np.zeros((7, 7))
+    sign[0, 0], sign[6, 6] = 1.0, -1.0
+    cell = 40
+    s = grid_figure(sign, True, "signed", cell=cell)
+    top_left = np.argwhere((s[..., 0] > 100) & (s[..., 2] < 80))  # red pixels: the +1 cell only (and its scale)
+    y, x = top_left.min(0) + 3
+    red, blue = s[y, x].astype(int), s[y + 6 * cell, x + 6 * cell].astype(int)
+    assert red[0] > red[2] + 50 and blue[2] > blue[0] + 50
+    assert s[y + 3 * cell, x + 3 * cell].min() > 200
     p = rng.dirichlet(np.ones(8))
     bars = probability_bars(p, CLASSES, highlight="happy")
     assert _rgb(bars) and not np.array_equal(bars, probability_bars(p, CLASSES, highlight="sad"))
