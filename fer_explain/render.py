@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 UNSIGNED_CMAP = "jet"  # non-negative maps: attention weights, Grad-CAM
 SIGNED_CMAP = "RdBu_r"  # signed maps, centred on 0: red = evidence for the class, blue = against
 DPI = 100
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601 weights: cells darker than mid-grey get white text
 
 
 def normalise_grid(grid: np.ndarray, signed: bool) -> np.ndarray:
@@ -68,10 +69,10 @@ def _draw_grid(ax, grid: np.ndarray, signed: bool, title: str) -> None:
         image = ax.imshow(g, cmap=SIGNED_CMAP, vmin=-(scale or 1.0), vmax=scale or 1.0)
     else:
         image = ax.imshow(g, cmap=UNSIGNED_CMAP, vmin=0.0, vmax=float(g.max(initial=0.0)) or 1.0)
-    colours = image.cmap(image.norm(g))[..., :3] @ np.array([0.299, 0.587, 0.114])
+    luma = image.cmap(image.norm(g))[..., :3] @ LUMA
     for (r, c), v in np.ndenumerate(g):
         ax.text(c, r, f"{v:.2f}" if scale >= 0.01 else f"{v:.0e}", ha="center", va="center", fontsize=6.5,
-                color="white" if colours[r, c] < 0.5 else "black")  # white text on dark cells (luma)
+                color="white" if luma[r, c] < 0.5 else "black")
     ax.set_xticks(range(g.shape[1]))
     ax.set_yticks(range(g.shape[0]))
     ax.tick_params(labelsize=7)
@@ -98,14 +99,14 @@ def grid_figure(grid7x7: np.ndarray, signed: bool, title: str, cell: int = 54) -
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     title_w = probe.textbbox((0, 0), title, font=title_font)[2]
     top = 2 * pad
-    width = max(pad + grid_w + pad // 2 + bar + 2 * pad + cell // 2, title_w + 2 * pad // 2)
+    width = max(pad + grid_w + pad // 2 + bar + 2 * pad + cell // 2, title_w + pad)
     im = Image.new("RGB", (width, top + grid_h + pad), "white")
     draw = ImageDraw.Draw(im)
     draw.text((width // 2, pad // 2), title, fill="black", font=title_font, anchor="mt")
     for (r, c), v in np.ndenumerate(g):
         x, y = pad + c * cell, top + r * cell
         draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=tuple(int(k) for k in colours[r, c]))
-        dark = colours[r, c] @ np.array([0.299, 0.587, 0.114]) < 128  # white text on dark cells (luma)
+        dark = colours[r, c] @ LUMA < 128
         draw.text((x + cell // 2, y + cell // 2), f"{v:.2f}" if scale >= 0.01 else f"{v:.0e}",
                   fill="white" if dark else "black", font=font, anchor="mm")
     for k in range(max(rows, cols)):
