@@ -14,8 +14,9 @@ inference. A recipe asks for this with `freeze_backbone: true` (training/configs
 By default (`feature_precision: bfloat16`) features are computed under bfloat16 autocast (twice as fast as float32
 on CPU) and stored as float16; the final test figures come from `fer_explain evaluate`, which runs the whole network
 in float32 on the images. The trained part adapts to the bfloat16 features: on the same checkpoint, `evaluate`'s
-float32 val accuracy differs from the val accuracy training records (-0.4 ± 0.6 pp over our runs, README). `feature_precision:
-float32` computes and stores them in float32, as inference sees them, at twice the caching time and memory.
+float32 val accuracy differs from the val accuracy training records (-0.4 ± 0.6 pp over our runs, README).
+`feature_precision: float32` computes and stores them in float32, as inference sees them, at twice the caching time
+and memory.
 """
 from __future__ import annotations
 

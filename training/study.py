@@ -203,14 +203,14 @@ def evaluate_runs(jobs: list[Job], args: argparse.Namespace, eval_format: str | 
     from fer_explain.evaluate import default_batch_size, evaluation_record, file_sha256
 
     finished = [j for j in jobs if (j.run_dir / "model.safetensors").is_file()]
-    if not finished:
-        return
-    device = pick_device(args.device)
-    batch = default_batch_size(device)
     sha = {j.name: file_sha256(j.run_dir / "model.safetensors") for j in finished}
     splits = {"val": args.data} | ({args.eval_split: args.eval_data or args.data} if args.eval_split != "val" else {})
     todo = {j.name: [s for s in splits if not _evaluated(j.run_dir / f"eval_{s}.json", sha[j.name])]
             for j in finished}
+    if not any(todo.values()):  # everything evaluated already: no device, no data
+        return
+    device = pick_device(args.device)
+    batch = default_batch_size(device)
     datasets = {s: load_split(splits[s], s, eval_format or "auto") for s in splits
                 if any(s in left for left in todo.values())}
     for job in finished:

@@ -8,9 +8,8 @@ TITLES = {"accuracy": "accuracy", "macro_precision": "macro precision", "macro_r
           "macro_f1": "macro F1", "mean_class_accuracy": "mean class accuracy"}
 VAL_COLUMNS = ("val accuracy (training): what training recorded at the kept epoch; for recipes that cache "
                "bfloat16 backbone features it can differ by more than 1 pp from what the float32 checkpoint gets. "
-               "val accuracy "
-               "(evaluate): the checkpoint evaluated as `fer_explain evaluate` does, the figure the shipped pair is "
-               "chosen on when every candidate run has it (`selection.json` says which).")
+               "val accuracy (evaluate): the checkpoint evaluated as `fer_explain evaluate` does, the figure the "
+               "shipped pair is chosen on when every candidate run has it (`selection.json` says which).")
 
 
 def pct(value, signed: bool = False) -> str:
