@@ -212,14 +212,17 @@ def test_ablation_answer_judges_one_seed_against_the_full_models_spread():
 
     def row(variant, std=None, delta=None):
         acc = {"mean": 0.77, "std": std, "n": 3 if std is not None else 1}
-        vs_full = None if delta is None else {"accuracy": {"seeds": [0], "mean": delta, "std": None, "n": 1}}
+        vs_full = None if delta is None else {
+            "accuracy": {"seeds": [0], "mean": delta, "std": None, "n": 1},
+            "macro_f1": {"seeds": [0], "mean": -2 * delta, "std": None, "n": 1}}
         return {"variant": variant, "description": variant.replace("_", " "), "test": {"accuracy": acc},
                 "vs_full": vs_full}
 
     table = {"split": "test", "groups": [{"recipe": "r", "backbone": "b", "rows": [
         row("full", std=0.0034), row("full_no_spatial", delta=-0.0045), row("full_no_channel", delta=-0.0200)]}]}
     text = ablation_answer(table)  # band: 2 * sqrt(2) * 0.34 = 0.96 pp
-    assert "(`full_no_spatial`) -0.45 pp (seed 0) (within seed noise)" in text
-    assert "(`full_no_channel`) -2.00 pp (seed 0) (beyond seed noise)" in text and "0.96 pp" in text
+    assert "(`full_no_spatial`) -0.45 pp (within seed noise), macro F1 +0.90 pp (seed 0)" in text
+    assert "(`full_no_channel`) -2.00 pp (beyond seed noise), macro F1 +4.00 pp (seed 0)" in text
+    assert "0.96 pp" in text and "mean class accuracy" not in text  # absent metric: not reported
     assert ablation_answer({"split": "test", "groups": []}) == ""
 

@@ -208,13 +208,19 @@ def ablation_answer(table3: dict) -> str:
             verdict = ""
             if band is not None and len(seeds) == 1:
                 verdict = " (within seed noise)" if abs(d["mean"]) < band else " (beyond seed noise)"
-            items.append(f"{r['description']} (`{variant}`) {pct(d, True)} pp "
-                         f"({'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, seeds))}){verdict}")
+            # accuracy alone would hide a trade: a variant can gain accuracy on the common classes by losing the
+            # rare ones, which macro F1 and mean class accuracy show
+            others = [f"{name} {pct(r['vs_full'][m], True)} pp" for m, name in
+                      (("macro_f1", "macro F1"), ("mean_class_accuracy", "mean class accuracy"))
+                      if (r["vs_full"].get(m) or {}).get("mean") is not None]
+            items.append(f"{r['description']} (`{variant}`) {pct(d, True)} pp{verdict}"
+                         + "".join(f", {o}" for o in others)
+                         + f" ({'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, seeds))})")
         if not items:
             continue
         noise = "" if band is None else (
             f" A single seed's difference counts as seed noise when it is under 2·√2·σ = {pct(band)} pp, σ being "
             f"the full model's std over its {full['n']} seeds ({pct(full['std'])} pp).")
         parts.append(f"**Ablation, {g['recipe']} recipe, {g['backbone']}** ({split} accuracy minus the full model's "
-                     f"on the same seeds, Table III): " + "; ".join(items) + "." + noise)
+                     f"on the same seeds, Table III; the noise verdict is on accuracy): " + "; ".join(items) + "." + noise)
     return "\n\n".join(parts)
