@@ -1,0 +1,80 @@
+"""The app's model card: the paper's claims beside our measurements, read from results/ (shipped.json, cost/*.json),
+and test figures shown only for a checkpoint that is byte for byte the shipped file."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app_helpers import make_checkpoints
+from fer_explain import model_card
+from fer_explain.app_views import LoadedModels
+from fer_explain.evaluate import file_sha256
+from fer_explain.predictor import Predictor
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    checkpoint, baseline = make_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+    return LoadedModels(Predictor(str(checkpoint), device="cpu"), Predictor(str(baseline), device="cpu"), [], "cpu")
+
+
+def evaluation(accuracy: float, contempt_recall: float) -> dict:
+    return {"accuracy": accuracy, "mean_class_accuracy": 0.61, "macro_f1": 0.55, "weighted_f1": 0.7, "n": 3137,
+            "per_class": {"contempt": {"precision": 0.1, "recall": contempt_recall, "f1": 0.15, "support": 15}}}
+
+
+def write_results(folder, models, sha_of_full: str | None = None) -> None:
+    """results/ as training.ship and `fer_explain cost --json` write them (only the keys the card reads)."""
+    files = {"full": {"sha256": sha_of_full or file_sha256(models.main.checkpoint_path),
+                      "evaluation": evaluation(0.8123, 0.2)},
+             "baseline": {"sha256": file_sha256(models.baseline.checkpoint_path),
+                          "evaluation": evaluation(0.8345, 0.4)}}
+    (folder / "shipped.json").write_text(json.dumps({"files": files}))
+    (folder / "cost").mkdir()
+    for backbone, total in (("mobilenet_v2", 7_420_000), ("resnet50", 30_598_826)):
+        cost = {"params": {"total": total}, "gflops": 8.7934, "flops_lstm_analytic": 616_562_688,
+                "model_config": {"backbone": backbone, "variant": "full", "channel_attention": "channel",
+                                 "spatial_attention": "spatial"}}
+        (folder / "cost" / f"cpu_{backbone}_full.json").write_text(json.dumps(cost))
+
+
+def claims_rows(markdown: str) -> dict[str, str]:
+    """{claim: 'paper | ours'} from the claims table."""
+    section = markdown.split("### The paper's claims beside our measurements")[1].split("###")[0]
+    rows = [line.strip("|").split(" | ") for line in section.splitlines() if line.startswith("| ")]
+    return {row[0].strip(): " | ".join(cell.strip() for cell in row[1:]) for row in rows[1:]}
+
+
+def test_claims_stand_beside_the_shipped_files_measurements(models, tmp_path):
+    write_results(tmp_path, models)
+    card = model_card.model_card_markdown(models, checkpoint_dir=tmp_path, results_dir=tmp_path)
+    rows = claims_rows(card)
+    assert rows["Accuracy"].startswith("94.20 % (RAF-DB test) | 81.23% (FER+ test, 3,137 faces")
+    assert rows["Contempt accuracy"] == "76 % | 20.0% (3 of 15 FER+ test faces)"
+    # the paper's architecture (resnet50), not whichever cost file sorts first, beside the loaded model's own count
+    assert rows["Parameters"].startswith("46.1 M | 30.6 M (resnet50 + Bi-LSTM, `results/cost/cpu_resnet50_full.json`)")
+    assert rows["Parameters"].endswith(f"the loaded resnet18 model: {models.main.num_parameters / 1e6:.1f} M")
+    assert rows["FLOPs"].startswith("15.3 G | 8.79 G at 224x224, of which the Bi-LSTM 0.62 G")
+    # each model's section carries its own file's test figures
+    bilstm, baseline = card.split("### Bi-LSTM model")[1].split("### Baseline")
+    assert "| test accuracy | 81.23% |" in bilstm and "| test accuracy | 83.45% |" in baseline.split("###")[0]
+
+
+def test_no_test_figures_for_a_file_that_is_not_the_shipped_one(models, tmp_path):
+    write_results(tmp_path, models, sha_of_full="0" * 64)
+    card = model_card.model_card_markdown(models, checkpoint_dir=tmp_path, results_dir=tmp_path)
+    rows = claims_rows(card)
+    assert "no test figures on record for the loaded checkpoint" in rows["Accuracy"]
+    assert "81.23" not in card.split("### Baseline")[0]
+    assert rows["Parameters"].startswith("46.1 M | 30.6 M")  # the architecture's cost does not depend on the file
+
+
+def test_nothing_published_yet(models, tmp_path):
+    rows = claims_rows(model_card.model_card_markdown(models, checkpoint_dir=tmp_path, results_dir=tmp_path))
+    assert rows["FLOPs"] == f"15.3 G | {model_card.NOT_MEASURED}"
+    assert rows["Parameters"] == f"46.1 M | the loaded resnet18 model: {models.main.num_parameters / 1e6:.1f} M"
+    assert "no test figures on record" in rows["Accuracy"]
+    empty = LoadedModels(None, None, [], "cpu")
+    assert set(claims_rows(model_card.model_card_markdown(empty, tmp_path, tmp_path)).values()) == {
+        f"{claim} | {model_card.NOT_MEASURED}" for _, _, claim in model_card.PAPER_CLAIMS}
