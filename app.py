@@ -149,9 +149,14 @@ def on_results():
     return model_card.results_markdown(stems=model_card.COMPARE_TABLES), gr.Gallery(value=images, visible=bool(images))
 
 
-def image_box(label, height=260):
+def image_box(label, height=260, show_label=True):
     # JPEG: PNG encoding of the ~13 images of one request cost ~0.6 s of the 1.5 s budget on 2 CPU cores
-    return gr.Image(label=label, type="numpy", interactive=False, height=height, format="jpeg")
+    return gr.Image(label=label, type="numpy", interactive=False, height=height, format="jpeg", show_label=show_label)
+
+
+def grid_box(label, height=260):
+    """A 7x7 grid picture: it carries its own title, and the label badge would hide its first columns."""
+    return image_box(label, height, show_label=False)
 
 
 with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
@@ -185,7 +190,7 @@ with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
             gradcam = image_box("Grad-CAM on the attended map")
         with gr.Row(equal_height=True):
             token_overlay = image_box("Bi-LSTM token saliency")
-            token_grid = image_box("Token saliency per cell")
+            token_grid = grid_box("Token saliency per cell")
             regions = gr.Markdown()
         faithfulness = gr.Dataframe(headers=["map", "deletion AUC ↓", "insertion AUC ↑"], interactive=False,
                                     label="Faithfulness: area under the target probability as the 49 tokens "
@@ -205,13 +210,13 @@ with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
                         compare_columns[key] += [image_box(t, 200) for t in ("attention", "tokens", "Grad-CAM")]
         with gr.Row(equal_height=True):
             diff_overlay = image_box("tokens: Bi-LSTM − baseline", 240)
-            diff_grid = image_box("difference per cell", 240)
+            diff_grid = grid_box("difference per cell", 240)
             diff_text = gr.Markdown()
         gr.Markdown("## On the test set (from `results/`)")
         results_gallery_items = model_card.results_images()
         results_md = gr.Markdown(model_card.results_markdown(stems=model_card.COMPARE_TABLES))
         results_gallery = gr.Gallery(results_gallery_items, label="Confusion matrices and curves", columns=3,
-                                     height="auto", visible=bool(results_gallery_items))
+                                     height="auto", object_fit="contain", visible=bool(results_gallery_items))
         refresh = gr.Button("Reload results/", size="sm")
 
     with gr.Tab("Live"):

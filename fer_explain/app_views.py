@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -96,7 +97,9 @@ def analyze(models: LoadedModels, image, whole_image: bool = False, max_faces: i
     require_models(models)
     if image is None or (isinstance(image, str) and not image.strip()):
         raise UserError("no image given: upload a photo, take one with the webcam or paste one")
-    result = analyze_image(models.main, load_image(image), whole_image=whole_image, max_faces=max_faces)
+    # an upload is a file in the server's temporary folder: messages name it by its own name, not by that path
+    name = Path(image).name if isinstance(image, (str, Path)) else None
+    result = analyze_image(models.main, load_image(image, name=name), whole_image=whole_image, max_faces=max_faces)
     baseline_predictions = None
     if models.baseline is not None and result.faces:
         if models.baseline.preprocessing == models.main.preprocessing:

@@ -12,6 +12,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.png"
+TWO_FACES = REPO / "examples" / "two_faces.jpg"
 
 
 def make_checkpoints(folder: Path) -> tuple[Path, Path]:
@@ -52,9 +53,12 @@ def free_port() -> int:
 def write_bad_inputs(folder: Path) -> dict[str, Path]:
     """Files a user might submit that are not usable photos of faces."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = {"not_an_image": folder / "notes.png", "one_pixel": folder / "one.png", "no_face": folder / "plain.png"}
+    files = {"not_an_image": folder / "notes.png", "one_pixel": folder / "one.png", "no_face": folder / "plain.png",
+             "too_many_pixels": folder / "huge.png"}
     files["not_an_image"].write_text("this is text, not a PNG\n")
     Image.new("RGB", (1, 1), (120, 120, 120)).save(files["one_pixel"])
+    # 56 megapixels (over image_io's 50) in a 60 kB file: under the upload limit, refused when opened
+    Image.new("L", (8000, 7000), 128).save(files["too_many_pixels"])
     rng = np.random.default_rng(0)  # smooth colour ramp plus mild noise: an image, but no face in it
     ramp = np.linspace(40, 200, 320, dtype=np.float32)[None, :, None].repeat(240, 0).repeat(3, 2)
     Image.fromarray(np.clip(ramp + rng.normal(0, 4, ramp.shape), 0, 255).astype(np.uint8)).save(files["no_face"])

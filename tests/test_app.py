@@ -1,12 +1,15 @@
 """The Gradio app: builds without launching, handlers return the right types, every api_name answers through
-gradio_client (bad inputs included) and the server keeps serving; plus the region names of regions.py."""
+gradio_client (bad inputs included) and the server keeps serving, two sessions at once keep their own results, uploads
+are size-limited and no other file is served; plus the region names of regions.py."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from app_helpers import ASTRONAUT, free_port, import_app, make_checkpoints, write_bad_inputs
+from app_helpers import ASTRONAUT, REPO, TWO_FACES, free_port, import_app, make_checkpoints, write_bad_inputs
 from fer_explain.classes import CLASSES
 from fer_explain.regions import REGIONS, describe_regions, strongest_regions
 
@@ -106,6 +109,9 @@ def test_bad_inputs_give_messages_not_exceptions(app, bad_files):
     for image in (None, str(bad_files["not_an_image"]), str(bad_files["one_pixel"])):
         out = app.on_analyze(image, False, "predicted")
         assert out[0].startswith("⚠️") and out[3] is None, out[0]
+    out = app.on_analyze(str(bad_files["too_many_pixels"]), False, "predicted")
+    # named by the file's own name: an upload's path in the server's temporary folder is not the visitor's business
+    assert out[0] == "⚠️ huge.png: image too large (8000x7000 = 56 megapixels; the limit is 50)", out[0]
     out = app.on_analyze(str(bad_files["no_face"]), False, "predicted")
     assert out[0].startswith("⚠️") and "no face" in out[0].lower() and out[3] is not None and not out[3].faces
     whole = app.on_analyze(str(bad_files["no_face"]), True, "predicted")  # whole picture as one face
@@ -125,44 +131,81 @@ def test_app_without_checkpoints_still_builds(tmp_path, monkeypatch, capsys):
 
 
 # ---- through the server ---------------------------------------------------------------------------------------------
-def test_every_api_name_through_gradio_client(app, bad_files):
-    from gradio_client import Client, handle_file
-
+@pytest.fixture(scope="module")
+def server(app):
+    """The app launched on a free localhost port, as `python app.py` launches it; its URL."""
     port = free_port()
     app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
                     **app.LAUNCH_OPTIONS)
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-        assert {f"/{name}" for name in API_NAMES} <= endpoints, endpoints
-
-        out = client.predict(handle_file(str(ASTRONAUT)), False, "predicted", api_name="/analyze")
-        notice, photo, face = out[0], out[1], out[2]["value"]  # the face selector comes back as an update
-        assert "face" in notice.lower() and photo and face.startswith("Face 1"), out[:3]
-        assert out[3].startswith("**Face 1") and isinstance(out[10], dict)  # summary, faithfulness table
-
-        out = client.predict(face, "predicted", api_name="/select_face")  # the session's state is used
-        assert out[1].startswith("**Face 1")
-        out = client.predict(face, "surprise", api_name="/select_class")
-        assert "explain **surprise**" in out[1]
-
-        results_text, gallery = client.predict(api_name="/results")
-        assert "results" in results_text.lower()
-
-        # /live is the webcam stream (browsers only: this gradio_client cannot read streaming events);
-        # /live_frame runs the same handler on one frame
-        label, overlay = client.predict(handle_file(str(ASTRONAUT)), api_name="/live_frame")
-        assert any(c in label for c in CLASSES), label
-
-        for bad in (None, handle_file(str(bad_files["not_an_image"])), handle_file(str(bad_files["one_pixel"]))):
-            out = client.predict(bad, False, "predicted", api_name="/analyze")
-            assert out[0].startswith("⚠️"), out[0]
-        out = client.predict(handle_file(str(bad_files["no_face"])), False, "predicted", api_name="/analyze")
-        assert out[0].startswith("⚠️") and "no face" in out[0].lower(), out[0]
-        assert client.predict("9", "happy", api_name="/select_face")[0].startswith("⚠️")
-
-        # still serving after all that
-        out = client.predict(handle_file(str(ASTRONAUT)), False, "happy", api_name="/analyze")
-        assert "explain **happy**" in out[3]
+        yield f"http://127.0.0.1:{port}/"
     finally:
         app.demo.close()
+
+
+def test_every_api_name_through_gradio_client(server, bad_files):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {f"/{name}" for name in API_NAMES} <= endpoints, endpoints
+
+    out = client.predict(handle_file(str(ASTRONAUT)), False, "predicted", api_name="/analyze")
+    notice, photo, face = out[0], out[1], out[2]["value"]  # the face selector comes back as an update
+    assert "face" in notice.lower() and photo and face.startswith("Face 1"), out[:3]
+    assert out[3].startswith("**Face 1") and isinstance(out[10], dict)  # summary, faithfulness table
+
+    out = client.predict(face, "predicted", api_name="/select_face")  # the session's state is used
+    assert out[1].startswith("**Face 1")
+    out = client.predict(face, "surprise", api_name="/select_class")
+    assert "explain **surprise**" in out[1]
+
+    results_text, gallery = client.predict(api_name="/results")
+    assert "results" in results_text.lower()
+
+    # /live is the webcam stream (browsers only: this gradio_client cannot read streaming events);
+    # /live_frame runs the same handler on one frame
+    label, overlay = client.predict(handle_file(str(ASTRONAUT)), api_name="/live_frame")
+    assert any(c in label for c in CLASSES), label
+
+    for bad in (None, handle_file(str(bad_files["not_an_image"])), handle_file(str(bad_files["one_pixel"]))):
+        out = client.predict(bad, False, "predicted", api_name="/analyze")
+        assert out[0].startswith("⚠️"), out[0]
+    out = client.predict(handle_file(str(bad_files["too_many_pixels"])), False, "predicted", api_name="/analyze")
+    assert out[0].startswith("⚠️ huge.png: image too large"), out[0]
+    out = client.predict(handle_file(str(bad_files["no_face"])), False, "predicted", api_name="/analyze")
+    assert out[0].startswith("⚠️") and "no face" in out[0].lower(), out[0]
+    assert client.predict("9", "happy", api_name="/select_face")[0].startswith("⚠️")
+
+    # still serving after all that
+    out = client.predict(handle_file(str(ASTRONAUT)), False, "happy", api_name="/analyze")
+    assert "explain **happy**" in out[3]
+
+
+def test_concurrent_users_get_their_own_results(server):
+    """Two visitors at once: each session keeps its own photo, so face 2 exists for one of them only."""
+    from gradio_client import Client, handle_file
+
+    one, two = Client(server, verbose=False), Client(server, verbose=False)
+    jobs = [one.submit(handle_file(str(ASTRONAUT)), False, "predicted", api_name="/analyze"),
+            two.submit(handle_file(str(TWO_FACES)), False, "predicted", api_name="/analyze")]
+    notices = [job.result(timeout=120)[0] for job in jobs]
+    assert notices[0].startswith("1 face found") and notices[1].startswith("2 faces found"), notices
+    assert two.predict("2", "happy", api_name="/select_face")[1].startswith("**Face 2")
+    assert one.predict("2", "happy", api_name="/select_face")[0].startswith("⚠️ face 2 does not exist")
+
+
+def test_uploads_are_limited_and_no_other_file_is_served(server):
+    """The upload route refuses a file over MAX_FILE_SIZE; /file= serves none of the server's own files."""
+    import httpx
+
+    limit = httpx.get(server + "config", timeout=30).json()["max_file_size"]
+    assert limit == 10 * 1024 * 1024  # app.MAX_FILE_SIZE, "10mb", as the page announces it
+    response = httpx.post(server + "gradio_api/upload", files={"files": ("big.png", b"\0" * (limit + 1))}, timeout=60)
+    assert response.status_code == 413, response.status_code
+    for path in (REPO / "app.py", REPO / "checkpoints" / "README.md", ASTRONAUT, Path("/etc/passwd")):
+        relative = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else "../" * 8 + "etc/passwd"
+        for spelling in (str(path), relative):
+            status = httpx.get(f"{server}gradio_api/file={spelling}", timeout=30).status_code
+            assert status in (403, 404), (spelling, status)
+    assert httpx.get(server, timeout=30).status_code == 200  # and still serving
