@@ -149,9 +149,10 @@ def on_results():
     return model_card.results_markdown(stems=model_card.COMPARE_TABLES), gr.Gallery(value=images, visible=bool(images))
 
 
-def image_box(label, height=260, show_label=True):
+def image_box(label, height=260, show_label=True, elem_id=None):
     # JPEG: PNG encoding of the ~13 images of one request cost ~0.6 s of the 1.5 s budget on 2 CPU cores
-    return gr.Image(label=label, type="numpy", interactive=False, height=height, format="jpeg", show_label=show_label)
+    return gr.Image(label=label, type="numpy", interactive=False, height=height, format="jpeg", show_label=show_label,
+                    elem_id=elem_id)
 
 
 def grid_box(label, height=260):
@@ -225,8 +226,8 @@ with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
         with gr.Row():
             camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam", height=320)
             with gr.Column():
-                live_label = gr.Markdown()
-                live_overlay = image_box("Spatial attention of the largest face", 224)
+                live_label = gr.Markdown(elem_id="live_label")
+                live_overlay = image_box("Spatial attention of the largest face", 224, elem_id="live_overlay")
         # The same handler for API clients, one frame per call: gradio_client 2.7 cannot read the stream event's
         # "process_streaming" messages (KeyError in Status.msg_to_status), so /live serves browsers only.
         live_frame_button = gr.Button(visible=False)

@@ -1,5 +1,6 @@
 """The app in a real browser: headless Debian Chromium driven by Playwright uploads the astronaut photo and waits for
-the annotated photo and the explanation panels, then clicks the two-face example, which is explained at once.
+the annotated photo and the explanation panels, then clicks the two-face example, which is explained at once; and
+the Live tab's webcam stream, fed by Chromium's fake camera with a video of the astronaut photo.
 Skipped when Chromium or Playwright is missing (never downloads one).
 
 A screenshot is saved under the test's tmp dir and copied to /tmp/app_screenshot.png for a person to look at.
@@ -9,11 +10,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from app_helpers import ASTRONAUT, free_port, import_app, make_checkpoints
 
 CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu"]
 pytestmark = pytest.mark.browser
 
 
@@ -38,9 +42,7 @@ def test_upload_photo_and_see_explanations(served_app, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--headless", "--no-sandbox", "--disable-background-networking",
-                                          "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(served_app, wait_until="domcontentloaded", timeout=60_000)
@@ -73,5 +75,42 @@ def test_upload_photo_and_see_explanations(served_app, tmp_path):
             assert page.get_by_text("94.20 %").count() >= 1 and page.get_by_text("Not for decisions").count() >= 1
             page.screenshot(path=str(tmp_path / "card.png"), full_page=True)
             shutil.copy(tmp_path / "card.png", "/tmp/app_screenshot_card.png")
+        finally:
+            browser.close()
+
+
+def write_camera_video(path: Path, photo: Path, frames: int = 30, size=(320, 240)) -> None:
+    """A Y4M video (YUV 4:2:0) of `photo` standing still: what Chromium's fake camera plays in a loop."""
+    still = Image.open(photo).convert("RGB")
+    still.thumbnail(size)
+    frame = Image.new("RGB", size, "gray")
+    frame.paste(still, ((size[0] - still.width) // 2, (size[1] - still.height) // 2))
+    ycc = np.asarray(frame.convert("YCbCr"))
+    planes = ycc[..., 0].tobytes() + ycc[::2, ::2, 1].tobytes() + ycc[::2, ::2, 2].tobytes()
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{size[0]} H{size[1]} F10:1 Ip A1:1 C420jpeg\n".encode())
+        f.write((b"FRAME\n" + planes) * frames)
+
+
+def test_live_tab_streams_the_webcam(served_app, tmp_path):
+    """The /live stream event, which only a browser can drive: start the webcam, see the face's label and overlay."""
+    from playwright.sync_api import sync_playwright
+
+    video = tmp_path / "camera.y4m"
+    write_camera_video(video, ASTRONAUT)
+    fake_camera = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                   f"--use-file-for-fake-video-capture={video}"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + fake_camera)
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"]).new_page()
+            page.goto(served_app, wait_until="domcontentloaded", timeout=60_000)
+            page.get_by_role("tab", name="Live").click()
+            page.get_by_role("button", name="Click to Access Webcam").click()
+            page.get_by_role("button", name="capture photo").click()  # gradio's record button starts the stream
+            page.locator("#live_label").get_by_text("1 face(s)").wait_for(timeout=60_000)
+            page.locator("#live_overlay img").first.wait_for(timeout=10_000)  # the attention overlay came back
+            page.screenshot(path=str(tmp_path / "live.png"))
+            shutil.copy(tmp_path / "live.png", "/tmp/app_screenshot_live.png")
         finally:
             browser.close()
