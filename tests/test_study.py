@@ -226,3 +226,16 @@ def test_ablation_answer_judges_one_seed_against_the_full_models_spread():
     assert "0.96 pp" in text and "mean class accuracy" not in text  # absent metric: not reported
     assert ablation_answer({"split": "test", "groups": []}) == ""
 
+
+
+def test_a_recipe_without_class_weights_is_not_its_own_ablation():
+    from training.records import variant_of
+
+    config = {"variant": "full", "spatial_attention": "spatial", "channel_attention": "channel"}
+    unweighted_recipe = {"class_weighting": False}  # e.g. frozen_backbone_tail_long_fp32_soft.yaml
+    assert variant_of(config, unweighted_recipe, {"no_class_weighting": False}) == "full"
+    assert variant_of({**config, "variant": "baseline"}, unweighted_recipe, {"no_class_weighting": False}) == "baseline"
+    # the ablation is the run started with --no-class-weighting (training.study's full_no_class_weighting)
+    assert variant_of(config, unweighted_recipe, {"no_class_weighting": True}) == "full_no_class_weighting"
+    assert variant_of(config, unweighted_recipe, {}) == "full_no_class_weighting"  # records without the flag
+    assert variant_of({**config, "spatial_attention": "none"}, {"class_weighting": True}, {}) == "full_no_spatial"

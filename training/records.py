@@ -45,14 +45,18 @@ class Record:
         return f"{self.recipe}/{self.backbone}/{self.variant}/seed{self.seed}"
 
 
-def variant_of(model_config: dict, recipe: dict) -> str:
-    """The study's variant key (training.study.VARIANTS) that this config and recipe correspond to."""
+def variant_of(model_config: dict, recipe: dict, arguments: dict) -> str:
+    """The study's variant key (training.study.VARIANTS) that this config and run correspond to.
+
+    The class-weighting ablation is a run started with `--no-class-weighting`: a recipe that itself trains without
+    class weights (frozen_backbone_tail_long_fp32_soft) gives its `full` and `baseline` runs, not ablations of them.
+    Records written before that flag was stored fall back to the recipe's setting."""
     name = model_config["variant"]
     if model_config.get("spatial_attention") == "none":
         name += "_no_spatial"
     if model_config.get("channel_attention") == "none":
         name += "_no_channel"
-    if not recipe.get("class_weighting", True):
+    if arguments.get("no_class_weighting", not recipe.get("class_weighting", True)):
         name += "_no_class_weighting"
     return name
 
@@ -61,9 +65,9 @@ def read_record(run_dir: Path) -> Record:
     try:
         meta = json.loads((run_dir / "model.json").read_text())
         training = meta["training"]
-        recipe = training["recipe"]
+        recipe, arguments = training["recipe"], training["arguments"]
         record = Record(path=run_dir, recipe=recipe["name"], backbone=meta["model_config"]["backbone"],
-                        variant=variant_of(meta["model_config"], recipe), seed=int(training["arguments"]["seed"]),
+                        variant=variant_of(meta["model_config"], recipe, arguments), seed=int(arguments["seed"]),
                         val=meta["validation"], evals={}, training=training, data=meta.get("data") or {})
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{run_dir}/model.json is not a training run's checkpoint metadata ({type(e).__name__}: {e})"
