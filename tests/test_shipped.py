@@ -1,0 +1,35 @@
+"""The shipped pair in checkpoints/ is the one its records describe: the files' sha256 are those of results/shipped.json
+and checkpoints/README.md, they fit the 40 MB budget, and each loads as the model its name says. Guards against a
+commit that updates the weights without the records (or the reverse)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fer_explain.evaluate import file_sha256
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = json.loads((REPO / "results" / "shipped.json").read_text())["files"]
+
+
+@pytest.mark.parametrize("variant", ["full", "baseline"])
+def test_shipped_files_match_their_records(variant):
+    from fer_explain.pipeline import default_checkpoint
+
+    entry = SHIPPED[variant]
+    path = REPO / "checkpoints" / entry["file"]
+    assert path == Path(default_checkpoint(baseline=variant == "baseline")).resolve()  # what the app loads
+    assert path.stat().st_size == entry["bytes"]
+    assert file_sha256(path) == entry["sha256"]
+    assert entry["sha256"] in (REPO / "checkpoints" / "README.md").read_text()
+    assert entry["evaluation"]["checkpoint_sha256"] == entry["sha256"]  # the test figures are this file's
+
+
+def test_shipped_pair_fits_the_budget_and_loads_as_named():
+    from fer_explain.checkpoint import load_checkpoint
+
+    assert sum(e["bytes"] for e in SHIPPED.values()) <= 40_000_000
+    for variant, entry in SHIPPED.items():
+        assert load_checkpoint(REPO / "checkpoints" / entry["file"], "cpu").config.variant == variant
