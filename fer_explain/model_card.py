@@ -102,13 +102,32 @@ def results_markdown(results_dir: str | Path = RESULTS_DIR, stems=RESULT_TABLES)
     for stem in stems:
         path = results_dir / f"{stem}.md"
         if path.is_file():
-            parts.append(f"_From `results/{path.name}`:_\n\n{path.read_text(errors='replace').strip()}")
+            text = shipped_group_first(path.read_text(errors="replace").strip(), results_dir)
+            parts.append(f"_From `results/{path.name}`:_\n\n{text}")
     if not parts:
         return ("**No results are published yet.** The dataset view (per-class accuracy of both models, confusion "
                 "matrices, the Bi-LSTM's effect over seeds) appears here once the GPU runs are done and "
                 "`python -m training.results --records results/runs --out results` has written `results/`.")
     # the tables' own "# Table ..." headings would be larger than the tab's headings
     return "\n\n".join(parts).replace("\n# ", "\n#### ").replace("\n## ", "\n##### ")
+
+
+def shipped_group_first(table_markdown: str, results_dir: str | Path = RESULTS_DIR) -> str:
+    """A results table whose "## <recipe> recipe, <backbone>" sections are reordered so that the shipped pair's
+    (results/selection.json) comes first, marked as such: a visitor reads the loaded models' figures before the
+    other recipes'. Tables without such sections, or without a selection, are returned as they are."""
+    try:
+        selection = json.loads((Path(results_dir) / "selection.json").read_text())
+        heading = f"## {selection['recipe']} recipe, {selection['backbone']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return table_markdown
+    head, *sections = table_markdown.split("\n\n## ")
+    sections = ["## " + section for section in sections]
+    shipped = [sec for sec in sections if sec.split("\n", 1)[0] == heading]
+    if not shipped:
+        return table_markdown
+    marked = shipped[0].replace(heading, heading + " (the shipped pair)", 1)
+    return "\n\n".join([head, marked] + [sec for sec in sections if sec is not shipped[0]])
 
 
 def results_images(results_dir: str | Path = RESULTS_DIR, limit: int = 12) -> list[tuple[np.ndarray, str]]:

@@ -78,3 +78,18 @@ def test_nothing_published_yet(models, tmp_path):
     empty = LoadedModels(None, None, [], "cpu")
     assert set(claims_rows(model_card.model_card_markdown(empty, tmp_path, tmp_path)).values()) == {
         f"{claim} | {model_card.NOT_MEASURED}" for _, _, claim in model_card.PAPER_CLAIMS}
+
+
+def test_the_shipped_pairs_group_leads_the_dataset_view(tmp_path):
+    table = ("# Table II: per class\n\nIntro.\n\n## a recipe, resnet50\n\nSeeds: 0.\n\n| a |\n\n"
+             "## soft recipe, mobilenet_v2\n\nSeeds: 0, 1.\n\n| soft |\n\nNo paired t-test for x: one seed.")
+    (tmp_path / "table2_per_class.md").write_text(table)
+    assert model_card.shipped_group_first(table, tmp_path) == table  # no selection.json: as written
+    (tmp_path / "selection.json").write_text(json.dumps({"recipe": "soft", "backbone": "mobilenet_v2"}))
+    text = model_card.results_markdown(tmp_path, stems=model_card.COMPARE_TABLES)
+    headings = [line for line in text.splitlines() if line.startswith("#")]
+    assert headings == ["#### Table II: per class", "##### soft recipe, mobilenet_v2 (the shipped pair)",
+                        "##### a recipe, resnet50"]
+    assert text.index("| soft |") < text.index("No paired t-test") < text.index("| a |")  # sections kept whole
+    (tmp_path / "selection.json").write_text(json.dumps({"recipe": "other", "backbone": "mobilenet_v2"}))
+    assert model_card.shipped_group_first(table, tmp_path) == table
