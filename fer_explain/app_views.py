@@ -19,6 +19,7 @@ import numpy as np
 
 from fer_explain.classes import CLASSES, PREDICTED, parse_target
 from fer_explain.errors import UserError
+from fer_explain.model_card import shown_path
 from fer_explain.predictor import FAITHFULNESS_TOKENS_PER_STEP
 from fer_explain.regions import SIDE_CONVENTION, describe_regions
 
@@ -45,7 +46,7 @@ class LoadedModels:
         def line(kind, predictor):
             if predictor is None:
                 return f"**{kind}:** not loaded"
-            return f"**{kind}:** {predictor.name} (`{predictor.checkpoint_path}`)"
+            return f"**{kind}:** {predictor.name} (`{shown_path(predictor.checkpoint_path)}`)"
         parts = [f"**Device:** {self.device.upper()}", line("Bi-LSTM model", self.main), line("Baseline", self.baseline)]
         text = " · ".join(parts)
         return text + "".join(f"\n\n> ⚠️ {n}" for n in self.notices)

@@ -59,6 +59,16 @@ def _metrics_table(metadata: dict) -> list[str]:
     return rows
 
 
+def shown_path(path) -> str:
+    """A file's path relative to the working directory when it lies below it: a Space's visitors see
+    `checkpoints/x.safetensors`, not the server's layout."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def checkpoint_section(kind: str, predictor, test_evaluation: dict | None = None) -> str:
     """Markdown for one loaded checkpoint: architecture, preprocessing, data, the figures stored with it and, for a
     shipped file, its test figures (`shipped_evaluation`)."""
@@ -67,7 +77,7 @@ def checkpoint_section(kind: str, predictor, test_evaluation: dict | None = None
     meta = predictor.metadata
     config = predictor.config
     pre = predictor.preprocessing
-    lines = [f"### {kind}: {predictor.name}", "", f"File: `{predictor.checkpoint_path}`", "",
+    lines = [f"### {kind}: {predictor.name}", "", f"File: `{shown_path(predictor.checkpoint_path)}`", "",
              "| property | value |", "|---|---|",
              f"| backbone | {config.backbone} |", f"| variant | {config.variant} |",
              f"| channel / spatial attention | {config.channel_attention} / {config.spatial_attention} |",

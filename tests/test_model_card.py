@@ -3,6 +3,7 @@ and test figures shown only for a checkpoint that is byte for byte the shipped f
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,12 @@ def test_the_shipped_pairs_group_leads_the_dataset_view(tmp_path):
     assert text.index("| soft |") < text.index("No paired t-test") < text.index("| a |")  # sections kept whole
     (tmp_path / "selection.json").write_text(json.dumps({"recipe": "other", "backbone": "mobilenet_v2"}))
     assert model_card.shipped_group_first(table, tmp_path) == table
+
+
+def test_file_paths_are_shown_relative_to_the_working_directory(models, tmp_path, monkeypatch):
+    checkpoint = models.main.checkpoint_path
+    monkeypatch.chdir(Path(checkpoint).parent.parent)
+    section = model_card.checkpoint_section("Bi-LSTM model", models.main)
+    assert f"File: `{Path(checkpoint).parent.name}/{Path(checkpoint).name}`" in section
+    monkeypatch.chdir(tmp_path)  # a file outside the working directory keeps the path it was given
+    assert f"File: `{checkpoint}`" in model_card.checkpoint_section("Bi-LSTM model", models.main)
