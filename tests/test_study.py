@@ -227,7 +227,6 @@ def test_ablation_answer_judges_one_seed_against_the_full_models_spread():
     assert ablation_answer({"split": "test", "groups": []}) == ""
 
 
-
 def test_a_recipe_without_class_weights_is_not_its_own_ablation():
     from training.records import variant_of
 
