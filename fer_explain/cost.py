@@ -2,7 +2,9 @@
 
 FLOPs are counted as 2 x multiply-accumulates (the convention of `torch.utils.flop_counter`, and of the
 "~4.1 GMACs / 8.2 GFLOPs" usually quoted for ResNet50). The counter sees convolutions and matrix products but
-counts 0 for `nn.LSTM` (its fused kernel has no formula), so the Bi-LSTM is added analytically by `lstm_flops`.
+counts 0 for `nn.LSTM` on CPU (its fused kernel has no formula), so the Bi-LSTM is added analytically by
+`lstm_flops`. On CUDA the counter does see the LSTM's matrix products; whatever it attributes to an LSTM module is
+replaced by the analytic figure, so a device never counts the Bi-LSTM twice.
 
 LSTM formula, per direction, per layer, per time step: the four gates are W_ih x_t + W_hh h_{t-1}, i.e.
 4*H*(I_l + H) MACs, where I_l = input_size for layer 0 and directions*H above it. Biases, sigmoid/tanh and the
@@ -57,6 +59,13 @@ def count_parameters(model) -> dict:
     return params
 
 
+def flops_trustworthy(cost: dict) -> bool:
+    """Whether a cost JSON's FLOPs hold the Bi-LSTM once. Files written before count_flops replaced the counter's own
+    LSTM count lack `flops_lstm_counter`: on CUDA that counter sees the LSTM, so theirs hold it twice; on CPU it
+    sees none, and a baseline has no LSTM."""
+    return "flops_lstm_counter" in cost or cost.get("device") == "cpu" or cost.get("flops_lstm_analytic") == 0
+
+
 def count_flops(model, device, image_size: int = 224) -> dict:
     """FLOPs of one image: the counter's figure, the analytic LSTM part and their sum."""
     import torch
@@ -78,7 +87,12 @@ def count_flops(model, device, image_size: int = 224) -> dict:
             h.remove()
     analytic = sum(lstm_flops(m.input_size, m.hidden_size, m.num_layers, t, m.bidirectional) for m, t in lstm_calls)
     counted = counter.get_total_flops()
-    return {"flops_counter": int(counted), "flops_lstm_analytic": int(analytic), "flops": int(counted + analytic)}
+    # the counter names modules "<root class>.<qualified name>"; an LSTM's own count excludes its parents'
+    root, per_module = type(model).__name__, counter.get_flop_counts()
+    counted_lstm = sum(sum(per_module.get(f"{root}.{name}", {}).values()) for name, m in model.named_modules()
+                       if isinstance(m, torch.nn.LSTM))
+    return {"flops_counter": int(counted), "flops_lstm_counter": int(counted_lstm),
+            "flops_lstm_analytic": int(analytic), "flops": int(counted - counted_lstm + analytic)}
 
 
 def _default_runs(device, batch: int) -> tuple[int, int]:
@@ -144,7 +158,8 @@ def format_cost(cost: dict) -> str:
     lines = [f"parameters      {p['total'] / 1e6:8.2f} M"]
     lines += [f"  {stage:<17} {p[stage] / 1e6:8.3f} M" for stage in STAGES]
     lines += [f"FLOPs (batch 1) {cost['gflops']:8.2f} G  (= 2 x {cost['macs'] / 1e9:.2f} GMACs)",
-              f"  counter         {cost['flops_counter'] / 1e9:8.3f} G",
+              f"  counter         {cost['flops_counter'] / 1e9:8.3f} G  (of which LSTM, replaced: "
+              f"{cost['flops_lstm_counter'] / 1e9:.3f} G)",
               f"  LSTM, analytic  {cost['flops_lstm_analytic'] / 1e9:8.3f} G",
               f"latency on {cost['device']} ({cost['precision']}, {cost['cpu_threads']} CPU threads):",
               f"  {'batch':>6} {'median ms':>10} {'images/s':>9} {'runs':>5}"]

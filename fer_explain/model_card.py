@@ -177,6 +177,8 @@ def shipped_evaluation(predictor, results_dir: str | Path = RESULTS_DIR) -> dict
 def paper_architecture_cost(results_dir: str | Path = RESULTS_DIR) -> tuple[dict, str] | None:
     """(cost JSON, file name) of the paper's network as it describes it (resnet50, both attentions, Bi-LSTM) from
     results/cost/, written by `python -m fer_explain cost --json`; parameters and FLOPs do not depend on the device."""
+    from fer_explain.cost import flops_trustworthy
+
     for path in sorted((Path(results_dir) / "cost").glob("*.json")):
         try:
             cost = json.loads(path.read_text())
@@ -184,7 +186,8 @@ def paper_architecture_cost(results_dir: str | Path = RESULTS_DIR) -> tuple[dict
             continue
         config = cost.get("model_config", {}) if isinstance(cost, dict) else {}
         if (config.get("backbone"), config.get("variant"), config.get("channel_attention"),
-                config.get("spatial_attention")) == ("resnet50", "full", "channel", "spatial"):
+                config.get("spatial_attention")) == ("resnet50", "full", "channel", "spatial") \
+                and flops_trustworthy(cost):
             return cost, path.name
     return None
 
@@ -196,7 +199,8 @@ def claims_beside_measurements(models, evaluation: dict | None, results_dir: str
     ours = dict.fromkeys((key for key, _, _ in PAPER_CLAIMS), NOT_MEASURED)
     if evaluation is not None:
         faces = f"{evaluation.get('n', 0):,} faces" if evaluation.get("n") else "faces"
-        ours["accuracy"] = (f"{evaluation['accuracy']:.2%} (FER+ test, {faces}; the loaded Bi-LSTM model, "
+        tta = ", with flip test-time augmentation" if evaluation.get("flip_tta") else ""
+        ours["accuracy"] = (f"{evaluation['accuracy']:.2%} (FER+ test, {faces}{tta}; the loaded Bi-LSTM model, "
                             "`results/shipped.json`)")
         contempt = evaluation.get("per_class", {}).get("contempt")
         if contempt and contempt.get("support"):

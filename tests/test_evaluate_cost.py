@@ -180,3 +180,29 @@ def test_bad_inputs_give_one_error_line(files, bad_checkpoints, case, capsys, tm
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], lines
     assert captured.out == ""  # nothing was evaluated or measured first
+
+
+def test_an_lstm_the_counter_does_see_is_not_counted_twice():
+    # On CUDA torch's counter sees the LSTM's matrix products (on CPU it sees none): stand in with an LSTM whose
+    # forward runs one counted matmul, and check that the analytic figure replaces it instead of adding to it
+    from fer_explain.cost import count_flops
+
+    class CountedLSTM(torch.nn.LSTM):
+        def forward(self, x, hx=None):
+            out = super().forward(x, hx)
+            torch.ones(8, 8) @ torch.ones(8, 8)  # 2 * 8 * 8 * 8 = 1024 counted FLOPs
+            return out
+
+    class Net(torch.nn.Module):
+        def __init__(self, lstm):
+            super().__init__()
+            self.proj, self.seq = torch.nn.Linear(3, 4), torch.nn.Sequential(lstm)
+
+        def forward(self, x):  # x: (1, 3, S, S) -> S tokens of 3 features
+            return self.seq(self.proj(x.mean(2).transpose(1, 2)))[0]
+
+    plain = count_flops(Net(torch.nn.LSTM(4, 2, batch_first=True, bidirectional=True)), torch.device("cpu"), 5)
+    counted = count_flops(Net(CountedLSTM(4, 2, batch_first=True, bidirectional=True)), torch.device("cpu"), 5)
+    assert plain["flops_lstm_counter"] == 0 and counted["flops_lstm_counter"] == 1024
+    assert counted["flops_counter"] == plain["flops_counter"] + 1024
+    assert counted["flops"] == plain["flops"] == plain["flops_counter"] + lstm_flops(4, 2, 1, 5, bidirectional=True)

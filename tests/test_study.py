@@ -119,6 +119,7 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
         assert f["evaluation"]["n"] == 4 and 0 <= f["predictions_changed"] <= 4
         assert f["sha256"] in (tmp_path / "checkpoints/README.md").read_text()
     assert shipped["files"]["full"]["evaluation"]["checkpoint"] == str(tmp_path / "checkpoints" / names[1])
+    assert shipped["files"]["full"]["no_tta_accuracy"] is None  # the quick recipe evaluates without flip TTA
 
     before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
     done = run_module("training.ship", "--records", str(records), "--weights", str(study / "out"), "--data",
@@ -149,11 +150,15 @@ def test_a_run_still_going_after_the_deadline_is_stopped_and_recorded(tmp_path, 
 
 
 def _record(variant: str, seed: int, val: float, test: float, recipe="paper", backbone="b",
-            val_evaluated: float | None = None) -> Record:
+            val_evaluated: float | None = None, epochs: list[float] | None = None, time_limited=False) -> Record:
+    """`epochs`: val accuracy after each epoch (the log); the run then ran len(epochs) epochs."""
     per_class = {c: {"precision": test, "recall": test, "f1": test, "support": 1} for c in CLASSES8}
-    metrics = {"accuracy": test, "macro_f1": test, "mean_class_accuracy": test, "per_class": per_class}
+    metrics = {m: test for m in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "mean_class_accuracy")}
+    metrics["per_class"] = per_class
     evals = {"test": metrics} | ({"val": {"accuracy": val_evaluated}} if val_evaluated is not None else {})
-    return Record(Path("."), recipe, backbone, variant, seed, {"accuracy": val}, evals, {})
+    training = {} if epochs is None else {"epochs_run": len(epochs), "time_limited": time_limited}
+    log = [{"epoch": i + 1, "val_accuracy": v} for i, v in enumerate(epochs or [])]
+    return Record(Path("."), recipe, backbone, variant, seed, {"accuracy": val}, evals, training, log=log)
 
 
 def test_one_seed_says_the_t_test_is_impossible():
@@ -172,6 +177,39 @@ def test_paired_effect_over_seeds_and_its_verdict():
     assert effect["differences"] == pytest.approx([0.10, 0.098, 0.096])
     assert effect["favouring_bilstm"] == 3 and effect["p_value"] < 0.05
     assert "beyond seed noise" in bilstm_answer(t2, None)
+
+
+def test_runs_the_time_limit_cut_at_unequal_epochs_are_compared_on_val_at_a_shared_epoch_not_on_test():
+    from training.tables import table1_overall, table3_ablation
+    from training.tables_markdown import table1_markdown
+
+    # seed 0: the slower Bi-LSTM stopped at epoch 2, its baseline ran all 4; seed 1: both ran all 4
+    records = [_record("full", 0, 0.60, 0.60, epochs=[0.50, 0.60], time_limited=True),
+               _record("baseline", 0, 0.80, 0.80, epochs=[0.55, 0.62, 0.70, 0.80]),
+               _record("full", 1, 0.81, 0.81, epochs=[0.5, 0.6, 0.7, 0.81]),
+               _record("baseline", 1, 0.80, 0.80, epochs=[0.5, 0.6, 0.7, 0.80]),
+               _record("full_no_spatial", 0, 0.75, 0.75, epochs=[0.5, 0.6, 0.7, 0.75])]
+    group = table2_per_class(records, "test")["groups"][0]
+    assert group["seeds"] == [1] and group["bilstm_effect"]["accuracy"]["differences"] == pytest.approx([0.01])
+    assert group["unequal_training"] == [{"seed": 0, "full_epochs": 2, "baseline_epochs": 4}]
+    matched = group["matched_epoch_val"]  # seed 0 at epoch 2: 0.60 vs 0.62; seed 1 at epoch 4: 0.81 vs 0.80
+    assert [(r["seed"], r["epoch"]) for r in matched["rows"]] == [(0, 2), (1, 4)]
+    assert matched["values"] == pytest.approx([-0.02, 0.01])
+    text = bilstm_answer(table2_per_class(records, "test"), None)
+    assert "+1.00 pp (a single seed" in text and "seed 0 (Bi-LSTM 2 epochs, baseline 4)" in text
+    assert "seed 0 at epoch 2: 60.00 vs 62.00" in text
+    alone = bilstm_answer(table2_per_class(records[:2], "test"), None)  # nothing trained alike: no test figure
+    assert "no test comparison" in alone and "changes test accuracy" not in alone
+    # the ablation is not set against a full run cut shorter than it
+    assert table3_ablation(records, "test")["groups"][0]["rows"][-1]["vs_full"]["accuracy"]["seeds"] == []
+    t1 = table1_overall(records, "test")
+    assert t1["rows"][0]["time_limited_seeds"] == [0] and "2 (1 cut by the time limit)" in table1_markdown(t1)
+    # the shipped pair's own files (full seed 1, baseline seed 0) are shown too, as unpaired
+    t2 = table2_per_class(records, "test", shipped=(records[2], records[1]))
+    assert t2["shipped_pair"]["rows"][0]["difference_accuracy"] == pytest.approx(0.01)
+    text = table2_markdown(t2)
+    assert text.index("**The shipped pair's two files**") < text.index("## paper recipe") and "Different seeds" in text
+    assert "| class |" not in table2_markdown(table2_per_class(records[:2], "test"))  # no pair trained alike
 
 
 def test_the_pair_is_chosen_on_validation_never_on_test():
@@ -238,3 +276,47 @@ def test_a_recipe_without_class_weights_is_not_its_own_ablation():
     assert variant_of(config, unweighted_recipe, {"no_class_weighting": True}) == "full_no_class_weighting"
     assert variant_of(config, unweighted_recipe, {}) == "full_no_class_weighting"  # records without the flag
     assert variant_of({**config, "spatial_attention": "none"}, {"class_weighting": True}, {}) == "full_no_spatial"
+
+
+def test_ship_also_measures_a_flip_tta_recipe_without_tta_as_the_app_and_default_evaluate_do(study):
+    from fer_explain.checkpoint import load_checkpoint
+    from fer_explain.data import load_split
+    from fer_explain.evaluate import evaluation_record
+    from training.records import load_records
+    from training.ship import find_weights, verify
+
+    import torch
+
+    cpu, data = torch.device("cpu"), str(study / "test_only")
+    record = select_pair(load_records(study / "runs"))["full"]  # the run whose float16 copy the study exported
+    weights = find_weights(study / "out", record, "test")
+    dataset = load_split(data, "test")
+    ckpt = load_checkpoint(weights, cpu)
+    flipped = evaluation_record(ckpt, dataset, cpu, 8, True, data, "test")
+    plain = evaluation_record(ckpt, dataset, cpu, 8, False, data, "test")
+    record.evals["test"] = flipped  # as if the recipe evaluated with flip TTA
+    result = verify(weights, record, dataset, data, "test", cpu)
+    assert result["predictions_changed"] == 0 and result["evaluation"]["flip_tta"] is True
+    assert result["no_tta_accuracy"] == plain["accuracy"]
+
+
+def test_table4_leaves_out_the_flops_of_cuda_files_that_counted_the_lstm_twice(tmp_path):
+    from training.tables import table4_cost
+    from training.tables_markdown import table4_markdown
+
+    def cost_file(name, device, variant, **extra):
+        lstm = 0 if variant == "baseline" else 4.6e8
+        c = {"model_config": {"backbone": "mobilenet_v2", "variant": variant}, "device": device, "precision": "x",
+             "cpu_threads": 2, "params": {"total": 7e6}, "gflops": 1.5, "flops_lstm_analytic": lstm,
+             "latency_ms": {"1": 6.0}, "images_per_s": {"1": 160.0}, "peak_memory_mb": None,
+             "peak_memory_batch": None, "torch": "2", **extra}
+        (tmp_path / name).write_text(json.dumps(c))
+        return tmp_path / name
+
+    files = [cost_file("a.json", "NVIDIA H200", "full"), cost_file("b.json", "NVIDIA H200", "baseline"),
+             cost_file("c.json", "NVIDIA H200", "full", flops_lstm_counter=4.6e8), cost_file("d.json", "cpu", "full")]
+    table = table4_cost(files)
+    assert [r["gflops"] for r in table["rows"]] == [None, 1.5, 1.5, 1.5]
+    text = table4_markdown(table)
+    assert "| - (0.46) |" in text and "count the Bi-LSTM twice" in text
+    assert "twice" not in table4_markdown(table4_cost(files[1:]))

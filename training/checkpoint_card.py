@@ -54,11 +54,19 @@ def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:
                      f"| {pct(f['reference']['accuracy'])} "
                      f"({f['reference']['device']}) | {pct(e['accuracy'])} ({e['device_name']}) | "
                      f"{pct(e['mean_class_accuracy'])} | {pct(e['macro_f1'])} | {f['predictions_changed']} of {e['n']} |")
+    no_tta = {v: summary["files"][v].get("no_tta_accuracy") for v in ("full", "baseline")}
+    if None not in no_tta.values():
+        lines += ["", f"The recipe evaluates with horizontal-flip test-time augmentation (the figures above). Without "
+                  f"it, which is what `python -m fer_explain evaluate` computes unless given `--flip-tta` and what the "
+                  f"app shows, {split} accuracy here is {pct(no_tta['full'])} % (full) and {pct(no_tta['baseline'])} % "
+                  "(baseline)."]
     lines += ["", f"Over all seeds of this recipe and backbone ({split}, mean ± std):", "",
               "| model | seeds | accuracy | mean class acc. | macro F1 |", "|---|---:|---:|---:|---:|"]
     for variant in ("full", "baseline"):
         runs = [r.evals[split] for r in group[variant].values() if split in r.evals]
-        lines.append(f"| {variant} | {len(runs)} | " + " | ".join(pct(stats([m[k] for m in runs])) for k in
+        limited = sum(r.time_limited for r in group[variant].values())
+        cut = f" ({limited} cut by the time limit)" if limited else ""
+        lines.append(f"| {variant} | {len(runs)}{cut} | " + " | ".join(pct(stats([m[k] for m in runs])) for k in
                                                                  ("accuracy", "mean_class_accuracy", "macro_f1")) + " |")
     recipe = full.training["recipe"]
     weights = f" --backbone-weights {pair['backbone']}={recipe['backbone_weights']}" if recipe.get("backbone_weights") \
@@ -71,6 +79,11 @@ def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:
             "data/ferplus", "DIR_WITH_TEST", "weights"
     back = ["# here", f"tar -xzf {folder}/records.tar.gz -C results/runs"]
     out = f"--pack {folder}/records.tar.gz --export-weights {folder}/export"
+    cut_runs = [r.name for v in ("full", "baseline") for r in group[v].values() if r.time_limited]
+    if cut_runs:
+        lines += ["", f"Stopped by the time limit before the recipe's last epoch: {', '.join(cut_runs)} "
+                  "(`results/training_runs.md`: epochs, concurrency). How far such a run gets depends on the machine "
+                  "and on what shares it; the command below, without `--time-limit`, trains every run to the end."]
     lines += ["", "Per-class figures, confusion matrices and the Bi-LSTM's effect over seeds: `results/`.", "",
               "## Reproduce", "", "```bash", where,
               f"python -m training.study --config training/configs/{pair['recipe']}.yaml --data {train_dir} \\",

@@ -44,6 +44,22 @@ class Record:
     def name(self) -> str:
         return f"{self.recipe}/{self.backbone}/{self.variant}/seed{self.seed}"
 
+    @property
+    def epochs_run(self) -> int | None:
+        return self.training.get("epochs_run")
+
+    @property
+    def time_limited(self) -> bool:
+        """Stopped by --time-limit before its schedule ended (early stopping is part of a recipe; this is not)."""
+        return bool(self.training.get("time_limited"))
+
+
+def trained_alike(a: Record, b: Record) -> bool:
+    """Whether two runs can be set side by side: both ran the same number of epochs, or neither was cut short by the
+    time limit. A Bi-LSTM stopped at epoch 3 beside a faster baseline stopped at epoch 6 would measure the time
+    limit and the models' speeds, not the models."""
+    return a.epochs_run == b.epochs_run or not (a.time_limited or b.time_limited)
+
 
 def variant_of(model_config: dict, recipe: dict, arguments: dict) -> str:
     """The study's variant key (training.study.VARIANTS) that this config and run correspond to.

@@ -105,7 +105,13 @@ def main(args: argparse.Namespace) -> list[Path]:
     split = args.split
     cost_files = sorted(args.cost.glob("*.json")) if args.cost and args.cost.is_dir() else []
     probe_files = sorted(args.probes.glob("*.json")) if args.probes and args.probes.is_dir() else []
-    t1, t2 = tables.table1_overall(records, split), tables.table2_per_class(records, split)
+    try:
+        pair = select_pair(records)
+    except UserError as e:
+        print(f"note: {e}", file=sys.stderr)
+        pair = None
+    t1 = tables.table1_overall(records, split)
+    t2 = tables.table2_per_class(records, split, None if pair is None else (pair["full"], pair["baseline"]))
     t3, t4 = tables.table3_ablation(records, split), tables.table4_cost(cost_files)
     runs = tables.training_runs(records, probe_files)
     written = _write(out, "table1_overall", t1, tables_markdown.table1_markdown(t1))
@@ -115,11 +121,7 @@ def main(args: argparse.Namespace) -> list[Path]:
     written += _write(out, "training_runs", runs, tables_markdown.training_markdown(runs))
 
     selected = None
-    try:
-        pair = select_pair(records)
-    except UserError as e:
-        print(f"note: {e}", file=sys.stderr)
-    else:
+    if pair is not None:
         selected = {"recipe": pair["recipe"], "backbone": pair["backbone"], "full": pair["full"].seed,
                     "baseline": pair["baseline"].seed, "full_run": pair["full"].name,
                     "baseline_run": pair["baseline"].name, "candidates": pair["candidates"],

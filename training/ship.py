@@ -67,7 +67,11 @@ def verify(path: Path, record: Record, dataset, data: str, split: str, device) -
     ours = evaluation_record(ckpt, dataset, device, default_batch_size(device), reference["flip_tta"], data, split,
                              progress=sys.stderr.isatty())
     changed = int((np.asarray(ours["predictions"]) != np.asarray(reference["predictions"])).sum())
-    return {"file": path.name, "run": record.name, "sha256": ours["checkpoint_sha256"],
+    single_view = None
+    if reference["flip_tta"]:  # also what `fer_explain evaluate` without --flip-tta and the app compute
+        single_view = evaluation_record(ckpt, dataset, device, default_batch_size(device), False, data, split,
+                                        progress=sys.stderr.isatty())["accuracy"]
+    return {"file": path.name, "run": record.name, "sha256": ours["checkpoint_sha256"], "no_tta_accuracy": single_view,
             "bytes": path.stat().st_size, "storage": "float16", "evaluation": {k: v for k, v in ours.items()
                                                                                if k != "predictions"},
             "reference": {"accuracy": reference["accuracy"], "device": reference.get("device_name", reference["device"]),
@@ -116,7 +120,9 @@ def main(args: argparse.Namespace) -> dict:
             e = shipped[variant]
             print(f"{args.out / target.name}: {args.split} accuracy {100 * e['evaluation']['accuracy']:.2f}% on "
                   f"{device.type} (record: {100 * e['reference']['accuracy']:.2f}% on {e['reference']['device']}); "
-                  f"{e['predictions_changed']} of {e['evaluation']['n']} predictions changed")
+                  f"{e['predictions_changed']} of {e['evaluation']['n']} predictions changed"
+                  + (f"; without flip TTA {100 * e['no_tta_accuracy']:.2f}%" if e["no_tta_accuracy"] is not None
+                     else ""))
         remove_old_pair(args.out)
         for variant, target in staged:
             final = target.replace(args.out / target.name)

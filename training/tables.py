@@ -5,7 +5,9 @@
     table2_per_class   Table II shape, per recipe/backbone: per-class accuracy (= recall) and F1 of full vs baseline
                        and full − baseline, means over the seeds both have; and the Bi-LSTM's effect: per-seed
                        paired differences, their mean ± std, a paired t-test (scipy.stats.ttest_rel), how many seeds
-                       favour the Bi-LSTM
+                       favour the Bi-LSTM. Seed pairs the time limit stopped at unequal epochs are left out of the
+                       paired figures (training.records.trained_alike) and compared on validation at the last epoch
+                       both reached instead
     table3_ablation    Table III shape: every variant of a recipe/backbone that has ablation runs
     table4_cost        Table IV shape: parameters, FLOPs, latency at batch 1 and 64, peak GPU memory, from the JSON
                        files `python -m fer_explain cost --json` wrote, one row per model and device
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_explain.classes import CLASSES
-from training.records import Record, by_variant
+from training.records import Record, by_variant, trained_alike
 
 SUMMARY_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "mean_class_accuracy")
 EFFECT_METRICS = ("accuracy", "macro_f1", "mean_class_accuracy")
@@ -52,15 +54,41 @@ def table1_overall(records: list[Record], split: str) -> dict:
         for variant, runs in variants.items():
             evaluated = [r for r in runs.values() if _metrics(r, split) is not None]
             rows.append({"recipe": recipe, "backbone": backbone, "variant": variant, "seeds": sorted(runs),
+                         "time_limited_seeds": sorted(s for s, r in runs.items() if r.time_limited),
                          split: {m: stats([_metrics(r, split)[m] for r in evaluated]) for m in SUMMARY_METRICS},
                          **_val_accuracies(runs.values())})
     return {"split": split, "rows": rows, "claims": [CLAIMS["overall"]]}
 
 
 def _paired_seeds(full: dict[int, Record], baseline: dict[int, Record], split: str) -> list[int]:
-    """The seeds evaluated on `split` in both variants."""
+    """The seeds evaluated on `split` in both variants whose two runs were trained alike (equal epochs, or neither
+    cut short by the time limit)."""
     return sorted(s for s in set(full) & set(baseline)
-                  if _metrics(full[s], split) is not None and _metrics(baseline[s], split) is not None)
+                  if _metrics(full[s], split) is not None and _metrics(baseline[s], split) is not None
+                  and trained_alike(full[s], baseline[s]))
+
+
+def _unequal_pairs(full: dict[int, Record], baseline: dict[int, Record]) -> list[dict]:
+    """The seeds left out of the paired figures because the time limit stopped the two runs at different epochs."""
+    return [{"seed": s, "full_epochs": full[s].epochs_run, "baseline_epochs": baseline[s].epochs_run}
+            for s in sorted(set(full) & set(baseline)) if not trained_alike(full[s], baseline[s])]
+
+
+def _val_at_epoch(record: Record, epoch: int) -> float | None:
+    return next((row.get("val_accuracy") for row in record.log if row.get("epoch") == epoch), None)
+
+
+def matched_epoch_val(full: dict[int, Record], baseline: dict[int, Record]) -> dict:
+    """full - baseline validation accuracy per seed at the last epoch both runs' logs reached: the like-for-like
+    comparison left when the time limit cut the two runs at different epochs (the same schedule up to there).
+    Validation only: test figures exist for each run's best epoch, not for a chosen one."""
+    rows = []
+    for s in sorted(set(full) & set(baseline)):
+        epoch = min(full[s].epochs_run or 0, baseline[s].epochs_run or 0)
+        f, b = _val_at_epoch(full[s], epoch), _val_at_epoch(baseline[s], epoch)
+        if f is not None and b is not None:
+            rows.append({"seed": s, "epoch": epoch, "full": f, "baseline": b, "difference": f - b})
+    return {"rows": rows, **stats([r["difference"] for r in rows])}
 
 
 def _seed_differences(runs: dict[int, Record], reference: dict[int, Record], split: str, metric: str) -> dict:
@@ -97,7 +125,23 @@ def _class_mean(runs: dict[int, Record], split: str, name: str, key: str) -> flo
     return float(np.mean(values)) if values else None
 
 
-def table2_per_class(records: list[Record], split: str) -> dict:
+def _class_rows(full: dict[int, Record], baseline: dict[int, Record], split: str) -> list[dict]:
+    """Per class: accuracy (= recall) and F1 of full and baseline, each the mean over the runs given, and Δ."""
+    supports = [m["per_class"] for r in full.values() if (m := _metrics(r, split)) is not None]
+    rows = []
+    for name in CLASSES:
+        row = {"class": name, "support": supports[0][name]["support"] if supports else None}
+        for key, label in (("recall", "accuracy"), ("f1", "f1")):
+            f, b = _class_mean(full, split, name, key), _class_mean(baseline, split, name, key)
+            row.update({f"full_{label}": f, f"baseline_{label}": b,
+                        f"difference_{label}": None if f is None or b is None else f - b})
+        rows.append(row)
+    return rows
+
+
+def table2_per_class(records: list[Record], split: str, shipped: tuple[Record, Record] | None = None) -> dict:
+    """Per recipe/backbone over the seed pairs trained alike; and, given `shipped` (full, baseline), the shipped
+    pair's own two files, which may be different seeds: what the app sets side by side, not a paired comparison."""
     groups = []
     for (recipe, backbone), variants in by_variant(records).items():
         if "full" not in variants or "baseline" not in variants:
@@ -107,18 +151,19 @@ def table2_per_class(records: list[Record], split: str) -> dict:
         seeds = _paired_seeds(variants["full"], variants["baseline"], split)
         full = {s: variants["full"][s] for s in seeds}
         baseline = {s: variants["baseline"][s] for s in seeds}
-        supports = [m["per_class"] for r in full.values() if (m := _metrics(r, split)) is not None]
-        rows = []
-        for name in CLASSES:
-            row = {"class": name, "support": supports[0][name]["support"] if supports else None}
-            for key, label in (("recall", "accuracy"), ("f1", "f1")):
-                f, b = _class_mean(full, split, name, key), _class_mean(baseline, split, name, key)
-                row.update({f"full_{label}": f, f"baseline_{label}": b,
-                            f"difference_{label}": None if f is None or b is None else f - b})
-            rows.append(row)
-        groups.append({"recipe": recipe, "backbone": backbone, "seeds": seeds, "rows": rows,
-                       "bilstm_effect": {m: _paired(full, baseline, split, m) for m in EFFECT_METRICS}})
-    return {"split": split, "groups": groups, "claims": CLAIMS["per_class"]}
+        unequal = _unequal_pairs(variants["full"], variants["baseline"])
+        groups.append({"recipe": recipe, "backbone": backbone, "seeds": seeds,
+                       "rows": _class_rows(full, baseline, split),
+                       "bilstm_effect": {m: _paired(full, baseline, split, m) for m in EFFECT_METRICS},
+                       "unequal_training": unequal,
+                       "matched_epoch_val": matched_epoch_val(variants["full"], variants["baseline"]) if unequal
+                       else None})
+    pair = None
+    if shipped is not None:
+        f, b = shipped
+        pair = {"recipe": f.recipe, "backbone": f.backbone, "full_run": f.name, "baseline_run": b.name,
+                "rows": _class_rows({f.seed: f}, {b.seed: b}, split)}
+    return {"split": split, "shipped_pair": pair, "groups": groups, "claims": CLAIMS["per_class"]}
 
 
 def table3_ablation(records: list[Record], split: str) -> dict:
@@ -145,13 +190,17 @@ def table3_ablation(records: list[Record], split: str) -> dict:
 def table4_cost(cost_files: list[Path]) -> dict:
     import json
 
+    from fer_explain.cost import flops_trustworthy
+
     rows = []
     for path in sorted(cost_files):
         c = json.loads(path.read_text())
         config = c["model_config"]
+        flops_ok = flops_trustworthy(c)
         rows.append({"file": path.name, "backbone": config["backbone"], "variant": config["variant"],
                      "device": c["device"], "precision": c["precision"], "cpu_threads": c["cpu_threads"],
-                     "params": c["params"]["total"], "gflops": c["gflops"], "gflops_lstm": c["flops_lstm_analytic"] / 1e9,
+                     "params": c["params"]["total"], "gflops": c["gflops"] if flops_ok else None,
+                     "gflops_lstm": c["flops_lstm_analytic"] / 1e9,
                      "latency_ms": c["latency_ms"], "images_per_s": c["images_per_s"],
                      "peak_memory_mb": c["peak_memory_mb"], "peak_memory_batch": c["peak_memory_batch"],
                      "torch": c["torch"]})

@@ -31,9 +31,14 @@ def table1_markdown(t: dict) -> str:
              + " | val accuracy (training) | val accuracy (evaluate) |",
              "|---|---|---|---|" + "---:|" * (len(metrics) + 2)]
     for r in t["rows"]:
-        lines.append(f"| {r['recipe']} | {r['backbone']} | {r['variant']} | {len(r['seeds'])} | "
+        limited = len(r.get("time_limited_seeds", []))
+        seeds = f"{len(r['seeds'])}" + (f" ({limited} cut by the time limit)" if limited else "")
+        lines.append(f"| {r['recipe']} | {r['backbone']} | {r['variant']} | {seeds} | "
                      + " | ".join(pct(r[split][m]) for m in metrics)
                      + f" | {pct(r['val_accuracy'])} | {pct(r['val_accuracy_evaluate'])} |")
+    if any(r.get("time_limited_seeds") for r in t["rows"]):
+        lines += ["", "Cut by the time limit: those runs stopped before their recipe's last epoch, at their best epoch "
+                  "so far (`training_runs.md` gives each run's epochs); their means are of shorter trainings."]
     for c in t["claims"]:
         lines.append(f"| **claim** | {c['model']} | full | - | {pct(c['accuracy'])} (claimed, not measured) | "
                      + " | ".join("-" for _ in metrics[1:]) + " | - | - |")
@@ -46,24 +51,56 @@ def effect_line(e: dict) -> str:
     return f"{per_seed or '-'} | {pct(e, True)} | {e['favouring_bilstm']} of {e['n']} | {p}"
 
 
+def unequal_training_text(g: dict) -> str:
+    """Which seed pairs the time limit cut at unequal epochs, and how the two compare on validation where both were."""
+    if not g.get("unequal_training"):
+        return ""
+    left = "; ".join(f"seed {u['seed']} (Bi-LSTM {u['full_epochs']} epochs, baseline {u['baseline_epochs']})"
+                     for u in g["unequal_training"])
+    text = f"Left out of the paired figures, stopped by the time limit at unequal epochs: {left}."
+    m = g["matched_epoch_val"]
+    if m and m["rows"]:
+        per_seed = ", ".join(f"seed {r['seed']} at epoch {r['epoch']}: {pct(r['full'])} vs {pct(r['baseline'])}"
+                             for r in m["rows"])
+        text += (f" At the last epoch both runs reached, val accuracy Bi-LSTM vs baseline: {per_seed} "
+                 f"(full − baseline {pct(m, True)} pp).")
+    return text
+
+
+def _class_table(rows: list[dict], claims: dict) -> list[str]:
+    lines = ["| class | support | full acc. | baseline acc. | Δ acc. | full F1 | baseline F1 | Δ F1 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        claim = claims.get(r["class"])
+        note = f" (paper claims {pct(claim)}, not measured)" if claim is not None else ""
+        lines.append(f"| {r['class']}{note} | {r['support'] if r['support'] is not None else '-'} | "
+                     f"{pct(r['full_accuracy'])} | {pct(r['baseline_accuracy'])} | "
+                     f"{pct(r['difference_accuracy'], True)} | {pct(r['full_f1'])} | {pct(r['baseline_f1'])} | "
+                     f"{pct(r['difference_f1'], True)} |")
+    return lines
+
+
 def table2_markdown(t: dict) -> str:
     split = t["split"]
     lines = [f"# Table II: per class, Bi-LSTM (full) vs baseline, FER+ {split}", "",
              "Per-class accuracy (= recall) and F1 in %, means over the seeds that both variants have; "
              "Δ = full − baseline."]
+    pair = t.get("shipped_pair")
+    if pair:  # no "## " heading: it stays on top when the app moves the shipped recipe's section first
+        same = pair["full_run"].rsplit("/", 1)[1] == pair["baseline_run"].rsplit("/", 1)[1]
+        lines += ["", f"**The shipped pair's two files** (`{pair['full_run']}` and `{pair['baseline_run']}`), as the "
+                  "app sets them side by side. " + ("One seed pair: one paired comparison." if same else
+                                                    "Different seeds: these Δ mix the Bi-LSTM's effect with seed "
+                                                    "noise; the paired figures are in the sections below."), "",
+                  *_class_table(pair["rows"], t["claims"])]
     for g in t["groups"]:
         lines += ["", f"## {g['recipe']} recipe, {g['backbone']}", "",
-                  f"Seeds: {', '.join(map(str, g['seeds'])) or 'none evaluated in both variants'}.", "",
-                  "| class | support | full acc. | baseline acc. | Δ acc. | full F1 | baseline F1 | Δ F1 |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for r in g["rows"]:
-            claim = t["claims"].get(r["class"])
-            note = f" (paper claims {pct(claim)}, not measured)" if claim is not None else ""
-            lines.append(f"| {r['class']}{note} | {r['support'] if r['support'] is not None else '-'} | "
-                         f"{pct(r['full_accuracy'])} | {pct(r['baseline_accuracy'])} | "
-                         f"{pct(r['difference_accuracy'], True)} | {pct(r['full_f1'])} | {pct(r['baseline_f1'])} | "
-                         f"{pct(r['difference_f1'], True)} |")
-        lines += ["", f"Bi-LSTM effect (full − baseline, paired by seed, {split}):", "",
+                  f"Seeds: {', '.join(map(str, g['seeds'])) or 'none evaluated and trained alike in both variants'}."
+                  + (f" {unequal_training_text(g)}" if g.get("unequal_training") else "")]
+        if not g["seeds"]:
+            continue
+        lines += ["", *_class_table(g["rows"], t["claims"]),
+                  "", f"Bi-LSTM effect (full − baseline, paired by seed, {split}):", "",
                   "| metric | per-seed differences | mean ± std | seeds favouring Bi-LSTM | paired t-test p |",
                   "|---|---|---:|---:|---:|"]
         notes: dict[str, list[str]] = {}
@@ -110,8 +147,8 @@ def _versus_full(differences: dict | None, metric: str) -> str:
 
 def table4_markdown(t: dict) -> str:
     lines = ["# Table IV: cost", "",
-             "FLOPs at batch 1 and 224x224 include the Bi-LSTM, added analytically (torch's counter sees 0 for "
-             "nn.LSTM). Latency: median of timed runs after warm-up, inference mode, BatchNorm folded; bf16 autocast "
+             "FLOPs at batch 1 and 224x224 include the Bi-LSTM, counted analytically (torch's counter sees 0 for "
+             "nn.LSTM on CPU; on CUDA its own LSTM count is replaced by the analytic one). Latency: median of timed runs after warm-up, inference mode, BatchNorm folded; bf16 autocast "
              "on CUDA, float32 on CPU.", "",
              "| model | device | params (M) | GFLOPs (of which LSTM) | batch 1 ms | batch 64 ms | batch 64 img/s | "
              "peak GPU MiB @64 |", "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -119,10 +156,14 @@ def table4_markdown(t: dict) -> str:
         device = r["device"] + ("" if r["device"] != "cpu" else f" ({r['cpu_threads']} threads)")
         peak = "-" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.0f}"
         lines.append(f"| {r['backbone']} {r['variant']} | {device} | {r['params'] / 1e6:.2f} | "
-                     f"{r['gflops']:.2f} ({r['gflops_lstm']:.2f}) | {r['latency_ms'].get('1', float('nan')):.2f} | "
+                     f"{'-' if r['gflops'] is None else format(r['gflops'], '.2f')} ({r['gflops_lstm']:.2f}) | "
+                     f"{r['latency_ms'].get('1', float('nan')):.2f} | "
                      f"{r['latency_ms'].get('64', float('nan')):.1f} | {r['images_per_s'].get('64', float('nan')):.0f} "
                      f"| {peak} |")
     c = t["claims"]
+    if any(r["gflops"] is None for r in t["rows"]):
+        lines[2] += (" GFLOPs '-': measured on CUDA before the counter's own LSTM count was replaced, so those files "
+                     "count the Bi-LSTM twice; FLOPs do not depend on the device: see the CPU row of the same model.")
     lines.append(f"| **claim**: paper's model | - | {c['params'] / 1e6:.1f} (claimed) | {c['gflops']:.1f} (claimed) "
                  "| - | - | - | - |")
     return "\n".join(lines) + "\n"
@@ -169,7 +210,11 @@ def bilstm_answer(table2: dict, selected: dict | None) -> str:
     parts = []
     for g in table2["groups"]:
         e = g["bilstm_effect"]["accuracy"]
+        unequal = unequal_training_text(g)
         if e["mean"] is None:
+            if unequal:
+                parts.append(f"**{g['recipe']} recipe, {g['backbone']}:** no {table2['split']} comparison: "
+                             f"{unequal[0].lower()}{unequal[1:]}")
             continue
         spread = (f"{pct(e['std'])} pp std over {e['n']} seeds" if e["std"] is not None
                   else "a single seed, so no spread")
@@ -183,7 +228,7 @@ def bilstm_answer(table2: dict, selected: dict | None) -> str:
                      f"{pct(e['mean'], True)} pp ({spread}; {e['favouring_bilstm']} of {e['n']} seeds favour it), "
                      f"{noise}. Largest per-class gains: {gains}; largest losses: {losses} (pp of class accuracy, "
                      "mean over the same paired seeds; the rare classes have few test images, so their changes are "
-                     "noisy).")
+                     "noisy)." + (f" {unequal}" if unequal else ""))
     if selected:
         parts.append(f"Shipped pair (chosen on validation): {selected['recipe']} recipe, {selected['backbone']}, "
                      f"Bi-LSTM seed {selected['full']}, baseline seed {selected['baseline']}.")
