@@ -89,6 +89,9 @@ def checkpoint_section(kind: str, predictor, test_evaluation: dict | None = None
         lines.append(f"| data | {data.get('format', '?')} at `{data.get('root', '?')}` |")
     metrics = _metrics_table(meta if test_evaluation is None else {**meta, "test": test_evaluation})
     lines += metrics
+    if test_evaluation is not None and test_evaluation.get("flip_tta"):
+        lines.append("| test figures | with flip test-time augmentation, as the recipe evaluates; the app predicts "
+                     "from one view |")
     training = meta.get("training")
     if isinstance(training, dict) and "best_epoch" in training:
         lines.append(f"| best epoch | {training['best_epoch']} |")

@@ -64,6 +64,7 @@ def test_claims_stand_beside_the_shipped_files_measurements(models, tmp_path):
     # each model's section carries its own file's test figures
     bilstm, baseline = card.split("### Bi-LSTM model")[1].split("### Baseline")
     assert "| test accuracy | 81.23% |" in bilstm and "| test accuracy | 83.45% |" in baseline.split("###")[0]
+    assert "flip test-time augmentation, as the recipe" in bilstm and "flip" not in baseline.split("###")[0]
 
 
 def test_no_test_figures_for_a_file_that_is_not_the_shipped_one(models, tmp_path):
