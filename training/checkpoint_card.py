@@ -31,7 +31,10 @@ def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:
               "in float32 after loading)."]
     lines += ["", "## Data", "",
               f"FER+ (FER2013 48x48 gray faces with the FERPlus majority labels), {data.get('format', '?')} layout. "
-              "Training on the train split; each run's best epoch chosen on the val split; the test split used only "
+              "Training on the train split"
+              + (" with the annotators' vote distributions as targets (`soft_labels`)"
+                 if full.training["recipe"].get("soft_labels") else "")
+              + "; each run's best epoch chosen on the val split (majority labels); the test split used only "
               "for the figures below. FER2013 images are research-only and are not in this repository.", ""]
     train = data.get("train") or {}
     if train:
