@@ -103,7 +103,8 @@ def checkpoint_section(kind: str, predictor, test_evaluation: dict | None = None
 
 
 # results/ files written by `python -m training.results`, in reading order
-RESULT_TABLES = ("table1_overall", "table2_per_class", "table3_ablation", "table4_cost", "training_runs")
+RESULT_TABLES = ("table1_overall", "table2_per_class", "table3_ablation", "table4_cost", "training_runs",
+                 "faithfulness")  # the last from training.faithfulness
 COMPARE_TABLES = ("table2_per_class",)  # the Compare tab's dataset view: per class, both models, Bi-LSTM effect
 
 

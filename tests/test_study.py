@@ -67,6 +67,7 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
     readme.write_text("# x\n<!-- results:start -->\nold\n<!-- results:end -->\ntail\n")
     stale = tmp_path / "results/confusion_old_recipe_resnet18_full.png"  # from a pair no longer selected
     stale.write_bytes(b"png")
+    (tmp_path / "results/faithfulness.md").write_text("# written by training.faithfulness\n")
     done = run_module("training.results", "--records", str(records), "--out", str(tmp_path / "r0"),
                       "--readme", str(tmp_path / "READNE.md"))  # a typo: caught before any table is written
     assert done.returncode == 2 and "READNE.md is not a file" in done.stderr and not (tmp_path / "r0").exists()
@@ -103,6 +104,8 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
     assert delta["values"] == pytest.approx([test_acc["full_no_spatial", s] - test_acc["full", s] for s in (0, 1)])
     assert (out / "confusion_quick_resnet18_full.png").is_file() and (out / "curves_quick_resnet18.png").is_file()
     assert not stale.exists() and stale.name not in (out / "README.md").read_text()
+    assert "[`faithfulness.md`](faithfulness.md): written by `python -m training.faithfulness`" in \
+        (out / "README.md").read_text() and (out / "faithfulness.md").is_file()  # listed, and left alone
     text = readme.read_text()
     assert "old" not in text and "the Bi-LSTM changes test accuracy by" in text and text.endswith("tail\n")
     assert "**Ablation, quick recipe, resnet18**" in text and "(`full_no_spatial`)" in text

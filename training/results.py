@@ -151,6 +151,9 @@ def main(args: argparse.Namespace) -> list[Path]:
              "## Does the Bi-LSTM help?", "", tables_markdown.bilstm_answer(t2, selected), "",
              *(["## Ablation", "", ablation, ""] if ablation else []),
              "## Files", ""] + [f"- [`{p.name}`]({p.name})" for p in written]
+    if (out / "faithfulness.md").is_file():  # another command's table, kept beside these
+        index.append("- [`faithfulness.md`](faithfulness.md): written by `python -m training.faithfulness` (which "
+                     "explanation points at what the prediction rests on)")
     (out / "README.md").write_text("\n".join(index) + "\n")
     written.append(out / "README.md")
     if args.readme:

@@ -148,7 +148,8 @@ def _versus_full(differences: dict | None, metric: str) -> str:
 def table4_markdown(t: dict) -> str:
     lines = ["# Table IV: cost", "",
              "FLOPs at batch 1 and 224x224 include the Bi-LSTM, counted analytically (torch's counter sees 0 for "
-             "nn.LSTM on CPU; on CUDA its own LSTM count is replaced by the analytic one). Latency: median of timed runs after warm-up, inference mode, BatchNorm folded; bf16 autocast "
+             "nn.LSTM on CPU; on CUDA its own LSTM count is replaced by the analytic one). Latency: median of "
+             "timed runs after warm-up, inference mode, BatchNorm folded; bf16 autocast "
              "on CUDA, float32 on CPU.", "",
              "| model | device | params (M) | GFLOPs (of which LSTM) | batch 1 ms | batch 64 ms | batch 64 img/s | "
              "peak GPU MiB @64 |", "|---|---|---:|---:|---:|---:|---:|---:|"]
