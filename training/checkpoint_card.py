@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from training.records import Record, by_variant
 from training.tables import stats
-from training.tables_markdown import pct
+from training.tables_markdown import pct, seeds_cell
 
 
 def _recipe_lines(recipe: dict) -> list[str]:
@@ -67,9 +67,8 @@ def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:
               "| model | seeds | accuracy | mean class acc. | macro F1 |", "|---|---:|---:|---:|---:|"]
     for variant in ("full", "baseline"):
         runs = [r.evals[split] for r in group[variant].values() if split in r.evals]
-        limited = sum(r.time_limited for r in group[variant].values())
-        cut = f" ({limited} cut by the time limit)" if limited else ""
-        lines.append(f"| {variant} | {len(runs)}{cut} | " + " | ".join(pct(stats([m[k] for m in runs])) for k in
+        cut = seeds_cell(len(runs), sum(r.time_limited for r in group[variant].values()))
+        lines.append(f"| {variant} | {cut} | " + " | ".join(pct(stats([m[k] for m in runs])) for k in
                                                                  ("accuracy", "mean_class_accuracy", "macro_f1")) + " |")
     recipe = full.training["recipe"]
     weights = f" --backbone-weights {pair['backbone']}={recipe['backbone_weights']}" if recipe.get("backbone_weights") \

@@ -22,6 +22,11 @@ def pct(value, signed: bool = False) -> str:
     return "-" if value is None else f"{100 * value:{'+' if signed else ''}.2f}"
 
 
+def seeds_cell(n: int, time_limited: int) -> str:
+    """A table's seed count, with how many of those runs the time limit stopped early."""
+    return f"{n}" + (f" ({time_limited} cut by the time limit)" if time_limited else "")
+
+
 def table1_markdown(t: dict) -> str:
     split, metrics = t["split"], SUMMARY_METRICS
     lines = [f"# Table I: overall results on FER+ {split}", "",
@@ -31,8 +36,7 @@ def table1_markdown(t: dict) -> str:
              + " | val accuracy (training) | val accuracy (evaluate) |",
              "|---|---|---|---|" + "---:|" * (len(metrics) + 2)]
     for r in t["rows"]:
-        limited = len(r.get("time_limited_seeds", []))
-        seeds = f"{len(r['seeds'])}" + (f" ({limited} cut by the time limit)" if limited else "")
+        seeds = seeds_cell(len(r["seeds"]), len(r.get("time_limited_seeds", [])))
         lines.append(f"| {r['recipe']} | {r['backbone']} | {r['variant']} | {seeds} | "
                      + " | ".join(pct(r[split][m]) for m in metrics)
                      + f" | {pct(r['val_accuracy'])} | {pct(r['val_accuracy_evaluate'])} |")
