@@ -38,6 +38,14 @@ class ModelConfig:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def display_name(self) -> str:
+        """What the app, the CLI and the result tables call the model, e.g. "mobilenet_v2 Bi-LSTM"."""
+        kind = "Bi-LSTM" if self.variant == "full" else "baseline"
+        ablated = [n for n, v in (("channel", self.channel_attention), ("spatial", self.spatial_attention))
+                   if v == "none"]
+        return f"{self.backbone} {kind}" + (f" (no {' / '.join(ablated)} attention)" if ablated else "")
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["classes"] = list(self.classes)

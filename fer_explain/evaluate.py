@@ -82,14 +82,21 @@ def predict_probabilities(model, dataset, preprocessing, device, batch_size: int
     return out
 
 
-def _load(args, device):
+def load_classifier(spec, device):
+    """A checkpoint whose classes are this project's (same names, same order), which metrics here assume."""
     from fer_explain.checkpoint import load_checkpoint
-    from fer_explain.data import load_split
 
-    ckpt = load_checkpoint(args.checkpoint, device)  # a bad stored config is already a UserError there
+    ckpt = load_checkpoint(spec, device)  # a bad stored config is already a UserError there
     if tuple(ckpt.config.classes) != CLASSES:
         raise UserError(f"{ckpt.path}: its classes {list(ckpt.config.classes)} are not this project's "
                         f"{list(CLASSES)} (same names, same order)")
+    return ckpt
+
+
+def _load(args, device):
+    from fer_explain.data import load_split
+
+    ckpt = load_classifier(args.checkpoint, device)
     dataset = load_split(args.data, args.split, args.data_format)
     if len(dataset) == 0:
         raise UserError(f"no images in split {args.split!r} of {args.data}")

@@ -104,7 +104,7 @@ def checkpoint_section(kind: str, predictor, test_evaluation: dict | None = None
 
 # results/ files written by `python -m training.results`, in reading order
 RESULT_TABLES = ("table1_overall", "table2_per_class", "table3_ablation", "table4_cost", "training_runs",
-                 "faithfulness")  # the last from training.faithfulness
+                 "prior_correction", "faithfulness")  # the last two from training.prior_correction, .faithfulness
 COMPARE_TABLES = ("table2_per_class",)  # the Compare tab's dataset view: per class, both models, Bi-LSTM effect
 
 

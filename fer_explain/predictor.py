@@ -67,10 +67,7 @@ class Predictor:
         self.model = prepare_for_inference(ckpt.model, self.device).requires_grad_(False)
         self.config, self.preprocessing, self.checkpoint_path = ckpt.config, ckpt.preprocessing, ckpt.path
         self.classes = tuple(self.config.classes)
-        kind = "Bi-LSTM" if self.config.variant == "full" else "baseline"
-        ablated = [n for n, v in (("channel", self.config.channel_attention), ("spatial", self.config.spatial_attention))
-                   if v == "none"]
-        self.name = f"{self.config.backbone} {kind}" + (f" (no {' / '.join(ablated)} attention)" if ablated else "")
+        self.name = self.config.display_name
         self._explainers = {name: cls(self.model) for name, cls in EXPLAINERS.items()}
 
     # ---- input ---------------------------------------------------------------------------------------------

@@ -223,6 +223,20 @@ def test_the_pair_is_chosen_on_validation_never_on_test():
     assert pair["backbone"] == "small" and pair["full"].seed == 1 and pair["baseline"].seed == 0
 
 
+def test_a_recipes_mean_leaves_out_runs_the_time_limit_cut_unless_it_cut_them_all():
+    records = [_record("full", 0, 0.50, 0.5, recipe="long", epochs=[0.4, 0.5], time_limited=True),
+               _record("full", 1, 0.86, 0.5, recipe="long", epochs=[0.5] * 7 + [0.86]),
+               _record("baseline", 0, 0.87, 0.5, recipe="long", epochs=[0.5] * 7 + [0.87]),
+               _record("full", 0, 0.84, 0.5, recipe="short", epochs=[0.84]),
+               _record("baseline", 0, 0.84, 0.5, recipe="short", epochs=[0.84]),
+               _record("full", 0, 0.70, 0.5, recipe="cut", epochs=[0.7], time_limited=True),
+               _record("baseline", 0, 0.70, 0.5, recipe="cut", epochs=[0.7], time_limited=True)]
+    pair = select_pair(records)  # with the cut seed, "long" would average 0.68 and lose to "short"
+    assert (pair["recipe"], pair["full"].seed) == ("long", 1)
+    assert pair["candidates"] == pytest.approx({"long/b": 0.86, "short/b": 0.84, "cut/b": 0.70})
+    assert "cut short left out" in pair["rule"]
+
+
 def test_the_pair_is_chosen_on_evaluated_val_when_every_run_has_it_and_never_on_a_mix():
     # recipe "bf16" records an optimistic training val (cached bfloat16 features); its checkpoints evaluate lower
     records = [_record("full", 0, 0.80, 0.5, recipe="bf16", val_evaluated=0.70),

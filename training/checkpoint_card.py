@@ -44,7 +44,7 @@ def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:
               f"Backbone {pair['backbone']}. Seeds trained: full {sorted(group['full'])}, baseline "
               f"{sorted(group['baseline'])}. Selection: {summary['selection']['rule']}."]
     cands = ", ".join(f"{k}: {100 * v:.2f} %" for k, v in summary["selection"]["candidates"].items())
-    lines += ["", f"Mean validation accuracy of the full runs per candidate: {cands}."]
+    lines += ["", f"Mean validation accuracy of the full runs per candidate (as the rule above counts them): {cands}."]
     lines += ["", "## Figures", "",
               f"| model | seed | best epoch / run | val accuracy (training) | val accuracy (evaluate) | "
               f"{split} accuracy (record) | {split} accuracy here | {split} mean class acc. | {split} macro F1 | "

@@ -21,6 +21,12 @@ from training import tables, tables_markdown
 from training.records import Record, by_variant, load_records, select_pair
 
 MARKERS = ("<!-- results:start -->", "<!-- results:end -->")
+OTHER_COMMANDS_TABLES = {
+    "faithfulness.md": "written by `python -m training.faithfulness` (which explanation points at what the prediction "
+                       "rests on)",
+    "prior_correction.md": "written by `python -m training.prior_correction` (what a class-balanced decision, tuned "
+                           "on val, trades: overall against mean class accuracy)",
+}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -151,9 +157,9 @@ def main(args: argparse.Namespace) -> list[Path]:
              "## Does the Bi-LSTM help?", "", tables_markdown.bilstm_answer(t2, selected), "",
              *(["## Ablation", "", ablation, ""] if ablation else []),
              "## Files", ""] + [f"- [`{p.name}`]({p.name})" for p in written]
-    if (out / "faithfulness.md").is_file():  # another command's table, kept beside these
-        index.append("- [`faithfulness.md`](faithfulness.md): written by `python -m training.faithfulness` (which "
-                     "explanation points at what the prediction rests on)")
+    for name, what in OTHER_COMMANDS_TABLES.items():  # other commands' tables, kept beside these
+        if (out / name).is_file():
+            index.append(f"- [`{name}`]({name}): {what}")
     (out / "README.md").write_text("\n".join(index) + "\n")
     written.append(out / "README.md")
     if args.readme:
