@@ -49,7 +49,8 @@ def load_data(args, recipe: dict, dist_) -> tuple[dict, FaceDataset, Preprocessi
         train = train.subset(subset)
     for split in (train, val):
         _note_missing(split, dist_.is_main)
-    info = {"format": resolved_format, "root": str(root.resolve()), "train": describe(train), "val": describe(val),
+    # the folder as given: resolved, it would publish the training machine's directories in every shipped file
+    info = {"format": resolved_format, "root": str(root), "train": describe(train), "val": describe(val),
             "limit_train": args.limit_train}
     if len(train) < full_description["n"]:
         info["train_full"] = full_description
