@@ -92,6 +92,7 @@ def test_the_command_reports_evaluates_figures_at_tau_zero_and_writes_its_tables
     assert m["prior"]["neutral"] == pytest.approx(500 / 535)
     table = (root / "out/prior_correction.md").read_text()
     assert "| mobilenet_v2" not in table and "| resnet18 Bi-LSTM | balanced |" in table
+    assert "(val has 3 neutral and 3 happy faces)" in table  # the rarest classes present, named from the data
     assert (root / "out/prior_correction.png").stat().st_size > 1000
 
 

@@ -62,7 +62,8 @@ def figures(labels: np.ndarray, predictions: np.ndarray) -> dict:
 
     m = compute_metrics(labels, predictions, CLASSES)
     return {"accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"], "macro_f1": m["macro_f1"],
-            "recall": {c: m["per_class"][c]["recall"] for c in CLASSES}}
+            "recall": {c: m["per_class"][c]["recall"] for c in CLASSES},
+            "support": {c: m["per_class"][c]["support"] for c in CLASSES}}
 
 
 def choose_tau(probabilities: np.ndarray, labels: np.ndarray, prior: np.ndarray, taus) -> tuple[float, list[dict]]:
@@ -103,11 +104,15 @@ def study_model(path, data: str, args, device) -> dict:
 def markdown(result: dict) -> str:
     from training.tables_markdown import pct
 
+    support = result["models"][0]["val"]["as_trained"]["support"]
+    rarest = " and ".join(f"{n} {c}" for c, n in sorted((i for i in support.items() if i[1]), key=lambda i: i[1])[:2])
     lines = ["# A class-balanced decision: post-hoc logit adjustment", "",
              "Each model predicts argmax log p(y|x) − τ log π_y, π its training class frequencies; τ = 0 is the "
              "model as shipped, the other τ the one with the best val mean class accuracy (grid "
              f"0…{result['tau_max']:g} in steps of {result['tau_step']:g}). The test split was evaluated at these "
-             f"two values only. {'Flip TTA. ' if result['flip_tta'] else 'No TTA, as the app and `evaluate` run. '}"
+             f"two values only; the val figures at the chosen τ are optimistic, since τ was chosen on them (val has "
+             f"{rarest} faces). "
+             f"{'Flip TTA. ' if result['flip_tta'] else 'No TTA, as the app and `evaluate` run. '}"
              "Written by `python -m training.prior_correction`.", "",
              "| model | decision | τ | val accuracy | val mean class acc. | test accuracy | test mean class acc. "
              "| test macro F1 |", "|---|---|---:|---:|---:|---:|---:|---:|"]
