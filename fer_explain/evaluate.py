@@ -48,8 +48,9 @@ def default_batch_size(device) -> int:
 
 
 def predict_probabilities(model, dataset, preprocessing, device, batch_size: int = 256, flip_tta: bool = False,
-                          progress: bool = True) -> np.ndarray:
-    """Softmax probabilities (N, num_classes) float32 for every image of `dataset`, in its order.
+                          progress: bool = True, keep_views: bool = False) -> np.ndarray:
+    """Softmax probabilities (N, num_classes) float32 for every image of `dataset`, in its order; with flip TTA
+    the mean of the two views', or with `keep_views` each view's, (views, N, num_classes), the unflipped first.
 
     The model is moved to `device`, put in eval mode and converted to channels_last in place."""
     import torch
@@ -64,7 +65,7 @@ def predict_probabilities(model, dataset, preprocessing, device, batch_size: int
     images = dataset.images
     if images.dim() == 3:
         images = images.unsqueeze(1)
-    out = np.empty((len(images), model.config.num_classes), dtype=np.float32)
+    views_out = np.empty((2 if flip_tta else 1, len(images), model.config.num_classes), dtype=np.float32)
     with torch.inference_mode(), tqdm(total=len(images), desc="evaluate", unit="img", disable=not progress,
                                       file=sys.stderr) as bar:
         for start in range(0, len(images), batch_size):
@@ -72,14 +73,11 @@ def predict_probabilities(model, dataset, preprocessing, device, batch_size: int
             if preprocessing.grayscale and batch.shape[1] == 3:  # trained on gray faces: match that on colour data
                 batch = rgb_to_grayscale(batch)
             x = eval_transform(batch, preprocessing).contiguous(memory_format=torch.channels_last)
-            views = [x, x.flip(-1)] if flip_tta else [x]
-            probs = 0
-            for view in views:
+            for v, view in enumerate([x, x.flip(-1)] if flip_tta else [x]):
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
-                    probs = probs + model(view).float().softmax(-1)
-            out[start:start + len(batch)] = (probs / len(views)).cpu().numpy()
+                    views_out[v, start:start + len(batch)] = model(view).float().softmax(-1).cpu().numpy()
             bar.update(len(batch))
-    return out
+    return views_out if keep_views else views_out.mean(0)
 
 
 def load_classifier(spec, device):
@@ -114,13 +112,16 @@ def evaluation_record(ckpt, dataset, device, batch_size: int, flip_tta: bool, da
 
     model = prepare_for_inference(ckpt.model, device)
     start = time.perf_counter()
-    probs = predict_probabilities(model, dataset, ckpt.preprocessing, device, batch_size, flip_tta, progress)
+    views = predict_probabilities(model, dataset, ckpt.preprocessing, device, batch_size, flip_tta, progress,
+                                  keep_views=True)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    predictions = probs.argmax(1)
+    labels, predictions = dataset.labels.cpu().numpy(), views.mean(0).argmax(1)
     return {
-        **compute_metrics(dataset.labels.cpu().numpy(), predictions, CLASSES),
+        **compute_metrics(labels, predictions, CLASSES),
+        # with flip TTA, the unflipped view alone as well: what the app and `evaluate` without --flip-tta compute
+        "single_view_accuracy": float((views[0].argmax(1) == labels).mean()) if flip_tta else None,
         "checkpoint": str(ckpt.path), "checkpoint_sha256": file_sha256(ckpt.path),
         "model_config": ckpt.config.to_dict(),
         "data": str(data), "data_source": dataset.source, "split": split, "data_fingerprint": dataset.fingerprint(),
@@ -153,6 +154,8 @@ def run(args) -> int:
         print(f"note: the data has no {', '.join(metrics['missing_classes'])} images; macro and mean-class "
               f"metrics are over the {len(metrics['evaluated_classes'])} classes it has")
     print(format_metrics(metrics))
+    if args.flip_tta:
+        print(f"without the flipped view (as the app predicts): accuracy {100 * metrics['single_view_accuracy']:.2f}%")
 
     text = json.dumps(record, indent=2)
     written = []

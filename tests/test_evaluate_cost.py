@@ -70,6 +70,14 @@ def test_evaluate_writes_metrics_json_and_confusion_png(files):
     assert record["seconds"] > 0 and record["images_per_s"] > 0
     png = out / "confusion_matrix.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert record["flip_tta"] is False and record["single_view_accuracy"] is None
+    # with flip TTA the record also holds the unflipped view's accuracy: the run above, without a second pass
+    flipped = cli("evaluate", "--checkpoint", ckpt, "--data", data, "--split", "test", "--json", root / "f.json",
+                  "--batch-size", 4, "--device", "cpu", "--flip-tta")
+    assert flipped.returncode == 0, flipped.stderr
+    flip_record = json.loads((root / "f.json").read_text())
+    assert flip_record["flip_tta"] is True and flip_record["single_view_accuracy"] == record["accuracy"]
+    assert f"without the flipped view (as the app predicts): accuracy {100 * record['accuracy']:.2f}%" in flipped.stdout
 
 
 def _dataset(images):
@@ -92,6 +100,10 @@ def test_predict_probabilities_batching_and_flip_tta():
                                          flip_tta=True, progress=False)
     assert np.allclose(tta, tta_mirrored, atol=1e-5)
     assert not np.allclose(tta, probs, atol=1e-6)  # and it did average something
+    views = predict_probabilities(model, _dataset(images), pre, "cpu", batch_size=4, flip_tta=True, progress=False,
+                                  keep_views=True)
+    assert views.shape == (2, N_IMAGES, len(CLASSES)) and np.array_equal(views.mean(0), tta)
+    assert np.allclose(views[0], probs, atol=1e-6)  # the first view is the unflipped image
 
 
 def test_cost_of_a_checkpoint(files):
