@@ -85,8 +85,10 @@ def checkpoint_section(kind: str, predictor, test_evaluation: dict | None = None
              f"| input | {'gray' if pre.grayscale else 'colour'}, {pre.source_size or pre.image_size} px, "
              f"resized to {pre.image_size} |"]
     data = meta.get("data")
-    if isinstance(data, dict):
-        lines.append(f"| data | {data.get('format', '?')} at `{data.get('root', '?')}` |")
+    if isinstance(data, dict):  # not its folder: that is the training machine's, of no use to a reader
+        train = data.get("train") if isinstance(data.get("train"), dict) else {}
+        size = f", {train['n']:,} training images" if isinstance(train.get("n"), int) else ""
+        lines.append(f"| data | {data.get('format', '?')}{size} |")
     metrics = _metrics_table(meta if test_evaluation is None else {**meta, "test": test_evaluation})
     lines += metrics
     if test_evaluation is not None and test_evaluation.get("flip_tta"):
@@ -196,6 +198,20 @@ def paper_architecture_cost(results_dir: str | Path = RESULTS_DIR) -> tuple[dict
     return None
 
 
+def balanced_decision(sha256: str | None, results_dir: str | Path = RESULTS_DIR) -> dict | None:
+    """The file's entry in results/prior_correction.json (`python -m training.prior_correction`), matched by sha256:
+    its test figures as trained and with the class-balanced decision whose tau was chosen on val."""
+    path = Path(results_dir) / "prior_correction.json"
+    if not sha256 or not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+        return next(({**m, "flip_tta": result.get("flip_tta")} for m in result["models"] if m["sha256"] == sha256),
+                    None)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def claims_beside_measurements(models, evaluation: dict | None, results_dir: str | Path = RESULTS_DIR) -> str:
     """One row per claim of the paper: its value, ours, and the file ours comes from. Accuracy figures are the
     loaded Bi-LSTM model's own (`evaluation`: its `shipped_evaluation`, FER+ test); parameters and FLOPs are the
@@ -210,6 +226,12 @@ def claims_beside_measurements(models, evaluation: dict | None, results_dir: str
         if contempt and contempt.get("support"):
             ours["contempt"] = (f"{contempt['recall']:.1%} ({round(contempt['recall'] * contempt['support'])} of "
                                 f"{contempt['support']} FER+ test faces)")
+            balanced = balanced_decision(evaluation.get("checkpoint_sha256"), results_dir)
+            recall = balanced and balanced["test"]["balanced"]["recall"].get("contempt")
+            if recall is not None:
+                views = "flip TTA" if balanced["flip_tta"] else "one view"
+                ours["contempt"] += (f"; {recall:.1%} with a class-balanced decision ({views}, τ = {balanced['tau']:g} "
+                                     "chosen on val; `results/prior_correction.md`)")
     elif models.main is not None:
         ours["accuracy"] = ours["contempt"] = ("no test figures on record for the loaded checkpoint (only for "
                                                "the shipped files): `python -m fer_explain evaluate --checkpoint "

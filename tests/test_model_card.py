@@ -67,6 +67,25 @@ def test_claims_stand_beside_the_shipped_files_measurements(models, tmp_path):
     assert "flip test-time augmentation, as the recipe" in bilstm and "flip" not in baseline.split("###")[0]
 
 
+def test_the_contempt_claim_also_shows_the_class_balanced_decision_of_the_same_file(models, tmp_path):
+    write_results(tmp_path, models)
+    sha = file_sha256(models.main.checkpoint_path)
+    shipped = json.loads((tmp_path / "shipped.json").read_text())
+    shipped["files"]["full"]["evaluation"]["checkpoint_sha256"] = sha
+    (tmp_path / "shipped.json").write_text(json.dumps(shipped))
+    entry = {"sha256": sha, "tau": 0.7, "test": {"balanced": {"recall": {"contempt": 0.4}}}}
+    other = {**entry, "sha256": "0" * 64, "tau": 0.3}
+    (tmp_path / "prior_correction.json").write_text(json.dumps({"flip_tta": False, "models": [other, entry]}))
+    rows = claims_rows(model_card.model_card_markdown(models, checkpoint_dir=tmp_path, results_dir=tmp_path))
+    assert rows["Contempt accuracy"] == ("76 % | 20.0% (3 of 15 FER+ test faces); 40.0% with a class-balanced "
+                                         "decision (one view, τ = 0.7 chosen on val; `results/prior_correction.md`)")
+    (tmp_path / "prior_correction.json").write_text(json.dumps({"flip_tta": False, "models": [other]}))
+    rows = claims_rows(model_card.model_card_markdown(models, checkpoint_dir=tmp_path, results_dir=tmp_path))
+    assert rows["Contempt accuracy"] == "76 % | 20.0% (3 of 15 FER+ test faces)"  # another file's figures: not shown
+    (tmp_path / "prior_correction.json").write_text("{not json")
+    assert "balanced" not in claims_rows(model_card.model_card_markdown(models, tmp_path, tmp_path))["Contempt accuracy"]
+
+
 def test_no_test_figures_for_a_file_that_is_not_the_shipped_one(models, tmp_path):
     write_results(tmp_path, models, sha_of_full="0" * 64)
     card = model_card.model_card_markdown(models, checkpoint_dir=tmp_path, results_dir=tmp_path)
@@ -108,3 +127,10 @@ def test_file_paths_are_shown_relative_to_the_working_directory(models, tmp_path
     assert f"File: `{Path(checkpoint).parent.name}/{Path(checkpoint).name}`" in section
     monkeypatch.chdir(tmp_path)  # a file outside the working directory keeps the path it was given
     assert f"File: `{checkpoint}`" in model_card.checkpoint_section("Bi-LSTM model", models.main)
+
+
+def test_the_data_row_names_the_layout_and_size_not_the_training_machines_folder(models, monkeypatch):
+    data = {"format": "ferplus-npz", "root": "/work/main/data/ferplus", "train": {"n": 25045}}
+    monkeypatch.setattr(models.main, "metadata", {**models.main.metadata, "data": data})
+    section = model_card.checkpoint_section("Bi-LSTM model", models.main)
+    assert "| data | ferplus-npz, 25,045 training images |" in section and "/work/main" not in section
