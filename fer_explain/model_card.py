@@ -198,17 +198,21 @@ def paper_architecture_cost(results_dir: str | Path = RESULTS_DIR) -> tuple[dict
     return None
 
 
-def balanced_decision(sha256: str | None, results_dir: str | Path = RESULTS_DIR) -> dict | None:
-    """The file's entry in results/prior_correction.json (`python -m training.prior_correction`), matched by sha256:
-    its test figures as trained and with the class-balanced decision whose tau was chosen on val."""
+def balanced_contempt(sha256: str | None, results_dir: str | Path = RESULTS_DIR) -> str | None:
+    """The file's contempt test accuracy under the class-balanced decision (tau chosen on val) that
+    results/prior_correction.json records for it (`python -m training.prior_correction`), matched by sha256."""
     path = Path(results_dir) / "prior_correction.json"
     if not sha256 or not path.is_file():
         return None
     try:
         result = json.loads(path.read_text())
-        return next(({**m, "flip_tta": result.get("flip_tta")} for m in result["models"] if m["sha256"] == sha256),
-                    None)
-    except (OSError, ValueError, KeyError, TypeError):
+        entry = next((m for m in result["models"] if m["sha256"] == sha256), None)
+        if entry is None or entry["test"]["balanced"]["recall"]["contempt"] is None:
+            return None
+        views = "flip TTA" if result.get("flip_tta") else "one view"
+        return (f"{entry['test']['balanced']['recall']['contempt']:.1%} with a class-balanced decision ({views}, "
+                f"τ = {entry['tau']:g} chosen on val; `results/prior_correction.md`)")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # a damaged file: the card goes on without it
         return None
 
 
@@ -226,12 +230,9 @@ def claims_beside_measurements(models, evaluation: dict | None, results_dir: str
         if contempt and contempt.get("support"):
             ours["contempt"] = (f"{contempt['recall']:.1%} ({round(contempt['recall'] * contempt['support'])} of "
                                 f"{contempt['support']} FER+ test faces)")
-            balanced = balanced_decision(evaluation.get("checkpoint_sha256"), results_dir)
-            recall = balanced and balanced["test"]["balanced"]["recall"].get("contempt")
-            if recall is not None:
-                views = "flip TTA" if balanced["flip_tta"] else "one view"
-                ours["contempt"] += (f"; {recall:.1%} with a class-balanced decision ({views}, τ = {balanced['tau']:g} "
-                                     "chosen on val; `results/prior_correction.md`)")
+            balanced = balanced_contempt(evaluation.get("checkpoint_sha256"), results_dir)
+            if balanced:
+                ours["contempt"] += f"; {balanced}"
     elif models.main is not None:
         ours["accuracy"] = ours["contempt"] = ("no test figures on record for the loaded checkpoint (only for "
                                                "the shipped files): `python -m fer_explain evaluate --checkpoint "

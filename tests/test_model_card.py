@@ -82,8 +82,10 @@ def test_the_contempt_claim_also_shows_the_class_balanced_decision_of_the_same_f
     (tmp_path / "prior_correction.json").write_text(json.dumps({"flip_tta": False, "models": [other]}))
     rows = claims_rows(model_card.model_card_markdown(models, checkpoint_dir=tmp_path, results_dir=tmp_path))
     assert rows["Contempt accuracy"] == "76 % | 20.0% (3 of 15 FER+ test faces)"  # another file's figures: not shown
-    (tmp_path / "prior_correction.json").write_text("{not json")
-    assert "balanced" not in claims_rows(model_card.model_card_markdown(models, tmp_path, tmp_path))["Contempt accuracy"]
+    for damaged in ("{not json", json.dumps({"models": [{"sha256": sha}]}), json.dumps({"models": {}})):
+        (tmp_path / "prior_correction.json").write_text(damaged)
+        rows = claims_rows(model_card.model_card_markdown(models, tmp_path, tmp_path))
+        assert rows["Contempt accuracy"] == "76 % | 20.0% (3 of 15 FER+ test faces)"
 
 
 def test_no_test_figures_for_a_file_that_is_not_the_shipped_one(models, tmp_path):
