@@ -98,7 +98,7 @@ def test_the_command_reports_evaluates_figures_at_tau_zero_and_writes_its_tables
 
 def test_bad_input_is_one_clear_error(tiny_study, tmp_path):
     root, checkpoint, bare, data, _ = tiny_study
-    for argv, message in ((["--checkpoints", str(bare)], "training class counts"),
+    for argv, message in ((["--checkpoints", str(checkpoint), str(bare)], "training class counts"),
                           (["--checkpoints", str(tmp_path / "missing.safetensors")], "missing.safetensors"),
                           (["--checkpoints", str(checkpoint), "--tau-step", "0"], "--tau-step"),
                           (["--checkpoints", str(checkpoint), "--batch-size", "0"], "--batch-size")):

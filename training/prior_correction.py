@@ -76,13 +76,11 @@ def choose_tau(probabilities: np.ndarray, labels: np.ndarray, prior: np.ndarray,
     return best["tau"], curve
 
 
-def study_model(path, data: str, args, device) -> dict:
+def study_model(ckpt, prior: np.ndarray, data: str, args, device) -> dict:
     from fer_explain.data import load_split
     from fer_explain.device import prepare_for_inference
-    from fer_explain.evaluate import file_sha256, load_classifier, predict_probabilities
+    from fer_explain.evaluate import file_sha256, predict_probabilities
 
-    ckpt = load_classifier(path, device)
-    prior = training_prior(ckpt.metadata, ckpt.path)
     model = prepare_for_inference(ckpt.model, device)
     splits = {}
     for split in ("val", "test"):
@@ -165,6 +163,7 @@ def plot(result: dict, path: Path) -> Path:
 
 def main(args: argparse.Namespace) -> list[Path]:
     from fer_explain.device import pick_device
+    from fer_explain.evaluate import load_classifier
     from fer_explain.output_paths import check_output_folder
 
     check_output_folder(args.out, "--out")
@@ -172,9 +171,11 @@ def main(args: argparse.Namespace) -> list[Path]:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     tau_grid(args.tau_max, args.tau_step)  # a bad grid fails before any evaluation
     device = pick_device(args.device)
+    checkpoints = [load_classifier(path, device) for path in args.checkpoints]  # bad files fail before any work
+    priors = [training_prior(ckpt.metadata, ckpt.path) for ckpt in checkpoints]
     result = {"data": str(args.data), "flip_tta": bool(args.flip_tta), "tau_max": args.tau_max,
               "tau_step": args.tau_step, "selection": "best val mean class accuracy; ties: the smaller tau",
-              "models": [study_model(path, args.data, args, device) for path in args.checkpoints]}
+              "models": [study_model(ckpt, prior, args.data, args, device) for ckpt, prior in zip(checkpoints, priors)]}
     for m in result["models"]:
         print(f"{m['name']}: tau {m['tau']:g}: test accuracy {100 * m['test']['as_trained']['accuracy']:.2f} -> "
               f"{100 * m['test']['balanced']['accuracy']:.2f} %, mean class accuracy "
