@@ -7,7 +7,7 @@ logit adjustment", ICLR 2021) of a trained model, with its one parameter chosen 
 A model trained on FER+'s imbalanced classes (contempt and disgust are under 0.5 % of the faces) predicts them
 rarely, which keeps overall accuracy high and mean class accuracy low. Predicting argmax_y log p(y|x) - tau log pi_y
 instead, pi being the model's training class frequencies (stored in its checkpoint), trades one for the other: tau = 0
-is the model as shipped. tau is chosen on the val split as the value with the best mean class accuracy; the test split
+is the model as trained. tau is chosen on the val split as the value with the best mean class accuracy; the test split
 is evaluated at tau = 0 and at that tau only. Writes prior_correction.json, .md and .png into --out.
 """
 from __future__ import annotations
@@ -106,7 +106,7 @@ def markdown(result: dict) -> str:
     rarest = " and ".join(f"{n} {c}" for c, n in sorted((i for i in support.items() if i[1]), key=lambda i: i[1])[:2])
     lines = ["# A class-balanced decision: post-hoc logit adjustment", "",
              "Each model predicts argmax log p(y|x) − τ log π_y, π its training class frequencies; τ = 0 is the "
-             "model as shipped, the other τ the one with the best val mean class accuracy (grid "
+             "model as trained, the other τ the one with the best val mean class accuracy (grid "
              f"0…{result['tau_max']:g} in steps of {result['tau_step']:g}). The test split was evaluated at these "
              f"two values only; the val figures at the chosen τ are optimistic, since τ was chosen on them (val has "
              f"{rarest} faces). "
