@@ -122,7 +122,7 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
         assert f["evaluation"]["n"] == 4 and 0 <= f["predictions_changed"] <= 4
         assert f["sha256"] in (tmp_path / "checkpoints/README.md").read_text()
     assert shipped["files"]["full"]["evaluation"]["checkpoint"] == str(tmp_path / "checkpoints" / names[1])
-    assert shipped["files"]["full"]["no_tta_accuracy"] is None  # the quick recipe evaluates without flip TTA
+    assert shipped["files"]["full"]["evaluation"]["single_view_accuracy"] is None  # the quick recipe evaluates without flip TTA
 
     before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
     done = run_module("training.ship", "--records", str(records), "--weights", str(study / "out"), "--data",
@@ -314,7 +314,7 @@ def test_ship_also_measures_a_flip_tta_recipe_without_tta_as_the_app_and_default
     record.evals["test"] = flipped  # as if the recipe evaluated with flip TTA
     result = verify(weights, record, dataset, data, "test", cpu)
     assert result["predictions_changed"] == 0 and result["evaluation"]["flip_tta"] is True
-    assert result["no_tta_accuracy"] == plain["accuracy"]
+    assert result["evaluation"]["single_view_accuracy"] == plain["accuracy"]
 
 
 def test_table4_leaves_out_the_flops_of_cuda_files_that_counted_the_lstm_twice(tmp_path):

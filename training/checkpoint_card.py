@@ -57,7 +57,8 @@ def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:
                      f"| {pct(f['reference']['accuracy'])} "
                      f"({f['reference']['device']}) | {pct(e['accuracy'])} ({e['device_name']}) | "
                      f"{pct(e['mean_class_accuracy'])} | {pct(e['macro_f1'])} | {f['predictions_changed']} of {e['n']} |")
-    no_tta = {v: summary["files"][v].get("no_tta_accuracy") for v in ("full", "baseline")}
+    # a flip-TTA evaluation also holds the unflipped view's accuracy: what `evaluate` by default and the app compute
+    no_tta = {v: summary["files"][v]["evaluation"].get("single_view_accuracy") for v in ("full", "baseline")}
     if None not in no_tta.values():
         lines += ["", f"The recipe evaluates with horizontal-flip test-time augmentation (the figures above). Without "
                   f"it, which is what `python -m fer_explain evaluate` computes unless given `--flip-tta` and what the "
