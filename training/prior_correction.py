@@ -76,20 +76,14 @@ def choose_tau(probabilities: np.ndarray, labels: np.ndarray, prior: np.ndarray,
     return best["tau"], curve
 
 
-def study_model(ckpt, prior: np.ndarray, data: str, args, device) -> dict:
-    from fer_explain.data import load_split
+def study_model(ckpt, prior: np.ndarray, datasets: dict, args, device) -> dict:
     from fer_explain.device import prepare_for_inference
     from fer_explain.evaluate import file_sha256, predict_probabilities
 
     model = prepare_for_inference(ckpt.model, device)
-    splits = {}
-    for split in ("val", "test"):
-        dataset = load_split(data, split)
-        if len(dataset) == 0:
-            raise UserError(f"no images in split {split!r} of {data}")
-        probabilities = predict_probabilities(model, dataset, ckpt.preprocessing, device, args.batch_size,
-                                              args.flip_tta, progress=sys.stderr.isatty())
-        splits[split] = (probabilities, dataset.labels.cpu().numpy())
+    splits = {split: (predict_probabilities(model, dataset, ckpt.preprocessing, device, args.batch_size, args.flip_tta,
+                                            progress=sys.stderr.isatty()), dataset.labels.cpu().numpy())
+              for split, dataset in datasets.items()}
     tau, curve = choose_tau(*splits["val"], prior, tau_grid(args.tau_max, args.tau_step))
     at = {split: {"as_trained": figures(labels, adjusted_predictions(p, prior, 0.0)),
                   "balanced": figures(labels, adjusted_predictions(p, prior, tau))}
@@ -162,6 +156,7 @@ def plot(result: dict, path: Path) -> Path:
 
 
 def main(args: argparse.Namespace) -> list[Path]:
+    from fer_explain.data import load_split
     from fer_explain.device import pick_device
     from fer_explain.evaluate import load_classifier
     from fer_explain.output_paths import check_output_folder
@@ -173,9 +168,13 @@ def main(args: argparse.Namespace) -> list[Path]:
     device = pick_device(args.device)
     checkpoints = [load_classifier(path, device) for path in args.checkpoints]  # bad files fail before any work
     priors = [training_prior(ckpt.metadata, ckpt.path) for ckpt in checkpoints]
+    datasets = {split: load_split(args.data, split) for split in ("val", "test")}  # once, for every model
+    for split, dataset in datasets.items():
+        if len(dataset) == 0:
+            raise UserError(f"no images in split {split!r} of {args.data}")
     result = {"data": str(args.data), "flip_tta": bool(args.flip_tta), "tau_max": args.tau_max,
               "tau_step": args.tau_step, "selection": "best val mean class accuracy; ties: the smaller tau",
-              "models": [study_model(ckpt, prior, args.data, args, device) for ckpt, prior in zip(checkpoints, priors)]}
+              "models": [study_model(ckpt, prior, datasets, args, device) for ckpt, prior in zip(checkpoints, priors)]}
     for m in result["models"]:
         print(f"{m['name']}: tau {m['tau']:g}: test accuracy {100 * m['test']['as_trained']['accuracy']:.2f} -> "
               f"{100 * m['test']['balanced']['accuracy']:.2f} %, mean class accuracy "
