@@ -127,8 +127,8 @@ def validation_source(records) -> str:
     """Which validation accuracy a selection over `records` compares: "evaluate" when every run has eval_val.json
     (its checkpoint evaluated on val as inference runs it: float32, the recipe's flip TTA), else "training" (what
     training recorded at its best epoch). Never a mix: recipes that cache bfloat16 features record a val accuracy
-    that differs from their float32 checkpoint's (by -0.4 ± 0.6 pp over our CPU runs, up to 1.7 pp), so a mix would
-    compare figures of two kinds."""
+    that differs from their float32 checkpoint's (the latter 0.4 ± 0.6 pp lower over our CPU runs, by up to 1.7 pp),
+    so a mix would compare figures of two kinds."""
     return "evaluate" if all(r.evaluated_val_accuracy is not None for r in records) else "training"
 
 
