@@ -1,4 +1,5 @@
-"""The one exception type that the command line turns into a one-line message and a non-zero exit."""
+"""The exception type for the user's mistakes, and `run_command`, which turns it (or a file the system refused to read
+or write) into one line on stderr and a non-zero exit instead of a stack trace."""
 
 
 class UserError(Exception):
@@ -7,7 +8,8 @@ class UserError(Exception):
 
 def run_command(command, interrupted_hint: str = "") -> int:
     """The exit code of `command()` for a command line: its return value (None -> 0), 2 with one `error: ...` line
-    on stderr for a UserError, 130 on Ctrl-C (with `interrupted_hint`, e.g. how to resume)."""
+    on stderr for a UserError, 1 with one line for an OSError (a file that could not be read or written), 130 on
+    Ctrl-C (with `interrupted_hint`, e.g. how to resume)."""
     import sys
 
     try:
@@ -15,6 +17,10 @@ def run_command(command, interrupted_hint: str = "") -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the file system refused (full disk, read-only mount, permissions): say which file and why
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted" + (f"; {interrupted_hint}" if interrupted_hint else ""), file=sys.stderr)
         return 130

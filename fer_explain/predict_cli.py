@@ -64,7 +64,7 @@ def _timeline_point(result, n_classes):
     return np.asarray(largest.prediction.probabilities, dtype=float)
 
 
-def _write_timelines(timelines: dict, out: Path, classes) -> list[Path]:
+def _write_timelines(timelines: dict, out: Path, classes, warnings: list[str]) -> list[Path]:
     import numpy as np
     import PIL.Image
 
@@ -74,8 +74,12 @@ def _write_timelines(timelines: dict, out: Path, classes) -> list[Path]:
         if not times:
             continue
         png = out.with_name(f"{out.stem}_{Path(video).stem}_timeline.png")
-        PIL.Image.fromarray(timeline_plot(np.asarray(times), np.stack(points), classes)).save(png)
-        written.append(png)
+        try:
+            PIL.Image.fromarray(timeline_plot(np.asarray(times), np.stack(points), classes)).save(png)
+        except OSError as e:  # the table is saved already; a missing plot must not hide the skipped-file list
+            warnings.append(f"could not write {png}: {e.strerror or e}")
+        else:
+            written.append(png)
     return written
 
 
@@ -138,7 +142,7 @@ def _find_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
 
 def _report_skipped(skipped: list[tuple[str, str]]) -> None:
     if skipped:
-        print(f"skipped {len(skipped)} files:", file=sys.stderr)
+        print(f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''}:", file=sys.stderr)
         for name, why in skipped:
             if why.startswith(f"{name}:"):  # image_io's messages already start with the file name
                 why = why[len(name) + 1:].strip()
@@ -198,21 +202,31 @@ def run(args) -> int:
                 times.append(key[2])
                 points.append(_timeline_point(result, len(classes)))
 
+    if inputs.processed == 0:  # no table at all rather than a header without rows
+        _report_skipped(missing + inputs.skipped)
+        print("error: none of the inputs could be processed", file=sys.stderr)
+        return 1
     columns = ["file", "frame", "time_s", "face", "box", "label", "score", *classes, "note"]
     text = _serialise(rows, fmt, columns)
+    write_error = None
+    if out is not None:
+        try:
+            out.write_text(text)
+        except OSError as e:  # checked writable at the start, yet a full disk or read-only mount fails only now
+            write_error = f"--out: could not write {out} ({e.strerror or e}); the table went to stdout instead"
+            out = None  # the analysis took minutes: print it rather than lose it
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text)
-        written = _write_timelines(timelines, out, classes)
+        written = _write_timelines(timelines, out, classes, inputs.warnings)
         faces = sum(r["face"] is not None for r in rows)
         print(f"wrote {len(rows)} rows ({faces} faces) to {out}"
               + "".join(f"\ntimeline: {p}" for p in written), file=sys.stderr)
     for line in inputs.warnings:
         print(f"warning: {line}", file=sys.stderr)
     _report_skipped(missing + inputs.skipped)
-    if inputs.processed == 0:
-        print("error: none of the inputs could be processed", file=sys.stderr)
+    if write_error:
+        print(f"error: {write_error}", file=sys.stderr)
         return 1
     return 0
 

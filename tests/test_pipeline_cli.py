@@ -201,6 +201,7 @@ def test_predict_only_bad_files_exits_non_zero(checkpoint, inputs):
     proc = run_cli("predict", *(sub / name for name in BAD_FILES), "--checkpoint", checkpoint)
     assert_clean(proc)
     assert proc.returncode != 0
+    assert proc.stdout == ""  # no table of headers without rows
     assert f"skipped {len(BAD_FILES)} files:" in proc.stderr
     for reason_hint in ("not_an_image.png", "truncated.png", "one_pixel.png", "bomb.png", "broken_video.mp4"):
         line = next(line for line in proc.stderr.splitlines() if reason_hint in line)
@@ -224,7 +225,7 @@ def test_predict_missing_path_is_skipped_not_fatal(checkpoint, inputs, tmp_path)
                    "--format", "json")
     assert_clean(proc)
     assert proc.returncode == 0, proc.stderr
-    assert "skipped 1 files:" in proc.stderr and "does_not_exist.jpg" in proc.stderr
+    assert "skipped 1 file:" in proc.stderr and "does_not_exist.jpg" in proc.stderr
     assert [Path(r["file"]).name for r in json.loads(proc.stdout)] == ["gray.png"]
     only_missing = run_cli("predict", tmp_path / "does_not_exist.jpg", "--checkpoint", checkpoint)
     assert only_missing.returncode == 1 and "does_not_exist.jpg" in only_missing.stderr
