@@ -273,12 +273,18 @@ def test_ablation_answer_judges_one_seed_against_the_full_models_spread():
         return {"variant": variant, "description": variant.replace("_", " "), "test": {"accuracy": acc},
                 "vs_full": vs_full}
 
+    two_seeds = row("full_no_class_weighting")
+    two_seeds["vs_full"] = {"accuracy": {"seeds": [0, 1], "mean": -0.0080, "std": 0.001, "n": 2}}
     table = {"split": "test", "groups": [{"recipe": "r", "backbone": "b", "rows": [
-        row("full", std=0.0034), row("full_no_spatial", delta=-0.0045), row("full_no_channel", delta=-0.0200)]}]}
-    text = ablation_answer(table)  # band: 2 * sqrt(2) * 0.34 = 0.96 pp
+        row("full", std=0.0034), row("full_no_spatial", delta=-0.0045), row("full_no_channel", delta=-0.0200),
+        two_seeds]}]}
+    text = ablation_answer(table)  # band: 2 * sqrt(2) * 0.34 = 0.96 pp for one seed, 0.68 pp for a mean of two
     assert "(`full_no_spatial`) -0.45 pp (within seed noise), macro F1 +0.90 pp (seed 0)" in text
     assert "(`full_no_channel`) -2.00 pp (beyond seed noise), macro F1 +4.00 pp (seed 0)" in text
-    assert "0.96 pp" in text and "mean class accuracy" not in text  # absent metric: not reported
+    # -0.80 would be noise for one seed, but not as the mean of two
+    assert "(`full_no_class_weighting`) -0.80 ± 0.10 pp (beyond seed noise) (seeds 0, 1)" in text
+    assert "0.96 pp for 1 seed, 0.68 pp for 2 seeds." in text
+    assert "mean class accuracy" not in text  # absent metric: not reported
     assert ablation_answer({"split": "test", "groups": []}) == ""
 
 

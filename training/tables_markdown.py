@@ -242,13 +242,16 @@ def bilstm_answer(table2: dict, selected: dict | None) -> str:
 
 def ablation_answer(table3: dict) -> str:
     """What removing each part does: each ablation's accuracy minus the full model's on the same seeds, judged
-    against the full model's own seed spread. One paragraph per recipe/backbone; '' when there is no ablation."""
+    against the full model's own seed spread (a mean over n seeds against that band shrunk by √n). One paragraph per
+    recipe/backbone; '' when there is no ablation."""
     split, parts = table3["split"], []
     for g in table3["groups"]:
         rows = {r["variant"]: r for r in g["rows"]}
         full = rows["full"][split]["accuracy"] if "full" in rows else {"std": None}
-        # the difference of two independent runs stays within 2 * sqrt(2) * sigma by chance 95 % of the time
+        # the difference of two independent runs stays within 2 * sqrt(2) * sigma by chance 95 % of the time, the mean
+        # of n such paired differences within that over sqrt(n)
         band = None if full["std"] is None else 2 * 2 ** 0.5 * full["std"]
+        bands_used = set()
         items = []
         for variant, r in rows.items():
             d = (r["vs_full"] or {}).get("accuracy")
@@ -256,8 +259,10 @@ def ablation_answer(table3: dict) -> str:
                 continue
             seeds = d["seeds"]
             verdict = ""
-            if band is not None and len(seeds) == 1:
-                verdict = " (within seed noise)" if abs(d["mean"]) < band else " (beyond seed noise)"
+            if band is not None:
+                bands_used.add(len(seeds))
+                within = abs(d["mean"]) < band / len(seeds) ** 0.5
+                verdict = " (within seed noise)" if within else " (beyond seed noise)"
             # accuracy alone would hide a trade: a variant can gain accuracy on the common classes by losing the
             # rare ones, which macro F1 and mean class accuracy show
             others = [f"{name} {pct(r['vs_full'][m], True)} pp" for m, name in
@@ -269,8 +274,10 @@ def ablation_answer(table3: dict) -> str:
         if not items:
             continue
         noise = "" if band is None else (
-            f" A single seed's difference counts as seed noise when it is under 2·√2·σ = {pct(band)} pp, σ being "
-            f"the full model's std over its {full['n']} seeds ({pct(full['std'])} pp).")
+            " A difference counts as seed noise when it is under 2·√2·σ/√n, σ being the full model's std over its "
+            f"{full['n']} seeds ({pct(full['std'])} pp) and n the seeds it is a mean of: "
+            + ", ".join(f"{pct(band / n ** 0.5)} pp for {n} seed{'s' if n > 1 else ''}" for n in sorted(bands_used))
+            + ".")
         parts.append(f"**Ablation, {g['recipe']} recipe, {g['backbone']}** ({split} accuracy minus the full model's "
                      f"on the same seeds, Table III; the noise verdict is on accuracy): " + "; ".join(items) + "." + noise)
     return "\n\n".join(parts)
