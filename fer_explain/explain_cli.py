@@ -94,7 +94,8 @@ def run(args) -> int:
     for record in records:
         print(f"face {record['face']}: {record['label']} {record['score']:.2f} "
               f"(explained: {record['target']})", file=sys.stderr)
-    print(f"wrote {len(records)} face panel{'s' if len(records) != 1 else ''}, annotated.png and explanation.json to {out}", file=sys.stderr)
+    panels = f"{len(records)} face panel{'s' if len(records) != 1 else ''}"
+    print(f"wrote {panels}, annotated.png and explanation.json to {out}", file=sys.stderr)
     if not records:
         print("error: no face to explain; --whole-image explains the whole picture as one face", file=sys.stderr)
         return 1
