@@ -91,14 +91,18 @@ def load_classifier(spec, device):
     return ckpt
 
 
-def _load(args, device):
+def load_evaluation_split(data, split: str, data_format: str = "auto"):
+    """`split` of the data set in `data`, refused when it holds no image (its metrics would be 0/0)."""
     from fer_explain.data import load_split
 
-    ckpt = load_classifier(args.checkpoint, device)
-    dataset = load_split(args.data, args.split, args.data_format)
+    dataset = load_split(data, split, data_format)
     if len(dataset) == 0:
-        raise UserError(f"no images in split {args.split!r} of {args.data}")
-    return ckpt, dataset
+        raise UserError(f"no images in split {split!r} of {data}")
+    return dataset
+
+
+def _load(args, device):
+    return load_classifier(args.checkpoint, device), load_evaluation_split(args.data, args.split, args.data_format)
 
 
 def evaluation_record(ckpt, dataset, device, batch_size: int, flip_tta: bool, data: str, split: str,

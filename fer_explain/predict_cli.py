@@ -140,6 +140,12 @@ def _find_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
     return files, missing
 
 
+def _nothing_processed(skipped: list[tuple[str, str]]) -> int:
+    _report_skipped(skipped)
+    print("error: none of the inputs could be processed", file=sys.stderr)
+    return 1
+
+
 def _report_skipped(skipped: list[tuple[str, str]]) -> None:
     if skipped:
         print(f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''}:", file=sys.stderr)
@@ -178,9 +184,7 @@ def run(args) -> int:
         resolve_checkpoint_path(checkpoint)  # a missing file is reported now, not after the imports below
     files, missing = _find_files(args.paths)
     if not files:
-        _report_skipped(missing)
-        print("error: none of the inputs could be processed", file=sys.stderr)
-        return 1
+        return _nothing_processed(missing)
 
     from tqdm import tqdm
 
@@ -203,9 +207,7 @@ def run(args) -> int:
                 points.append(_timeline_point(result, len(classes)))
 
     if inputs.processed == 0:  # no table at all rather than a header without rows
-        _report_skipped(missing + inputs.skipped)
-        print("error: none of the inputs could be processed", file=sys.stderr)
-        return 1
+        return _nothing_processed(missing + inputs.skipped)
     columns = ["file", "frame", "time_s", "face", "box", "label", "score", *classes, "note"]
     text = _serialise(rows, fmt, columns)
     write_error = None

@@ -156,9 +156,8 @@ def plot(result: dict, path: Path) -> Path:
 
 
 def main(args: argparse.Namespace) -> list[Path]:
-    from fer_explain.data import load_split
     from fer_explain.device import pick_device
-    from fer_explain.evaluate import load_classifier
+    from fer_explain.evaluate import load_classifier, load_evaluation_split
     from fer_explain.output_paths import check_output_folder
 
     check_output_folder(args.out, "--out")
@@ -168,10 +167,7 @@ def main(args: argparse.Namespace) -> list[Path]:
     device = pick_device(args.device)
     checkpoints = [load_classifier(path, device) for path in args.checkpoints]  # bad files fail before any work
     priors = [training_prior(ckpt.metadata, ckpt.path) for ckpt in checkpoints]
-    datasets = {split: load_split(args.data, split) for split in ("val", "test")}  # once, for every model
-    for split, dataset in datasets.items():
-        if len(dataset) == 0:
-            raise UserError(f"no images in split {split!r} of {args.data}")
+    datasets = {split: load_evaluation_split(args.data, split) for split in ("val", "test")}  # once, for every model
     result = {"data": str(args.data), "flip_tta": bool(args.flip_tta), "tau_max": args.tau_max,
               "tau_step": args.tau_step, "selection": "best val mean class accuracy; ties: the smaller tau",
               "models": [study_model(ckpt, prior, datasets, args, device) for ckpt, prior in zip(checkpoints, priors)]}
