@@ -14,7 +14,8 @@ import pytest
 from test_training import QUICK, run_module, write_ferplus_npz
 from training.records import Record, select_pair
 from training.tables import table2_per_class
-from training.tables_markdown import bilstm_answer, table2_markdown
+from training.tables_markdown import table2_markdown
+from training.verdicts import bilstm_answer
 
 CLASSES8 = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
 
@@ -182,6 +183,32 @@ def test_paired_effect_over_seeds_and_its_verdict():
     assert "beyond seed noise" in bilstm_answer(t2, None)
 
 
+def test_each_recipe_is_one_more_try_at_the_question_so_its_p_is_holm_adjusted():
+    # recipe "b": p < 0.05 on its own (differences 1.0, 2.0, 1.6 pp); recipe "a": no effect (1.0, -1.0, 0.5 pp)
+    records = []
+    for recipe, diffs in (("a", [0.010, -0.010, 0.005]), ("b", [0.010, 0.020, 0.016])):
+        records += [_record("full", s, 0.5, 0.70 + d, recipe=recipe) for s, d in enumerate(diffs)]
+        records += [_record("baseline", s, 0.5, 0.70, recipe=recipe) for s in range(3)]
+    t2 = table2_per_class(records, "test")
+    effects = {g["recipe"]: g["bilstm_effect"]["accuracy"] for g in t2["groups"]}
+    a, b = effects["a"], effects["b"]
+    assert b["p_value"] < 0.05 < b["p_holm"] == pytest.approx(2 * b["p_value"]) and b["family_size"] == 2
+    assert a["p_holm"] == pytest.approx(max(a["p_value"], b["p_holm"]))  # step-down: the larger p times 1, monotone
+    text = bilstm_answer(t2, None)
+    assert "beyond seed noise for this recipe taken alone but not once the other recipes are counted" in text
+    assert f"p = {b['p_value']:.2g}, {b['p_holm']:.2g} after Holm's correction for the 2 recipes compared" in text
+    assert "| p, Holm-adjusted over the recipes |" in table2_markdown(t2)
+
+
+def test_equal_differences_on_every_seed_get_no_p_value():
+    # scipy would give p = 0 here (t = inf): a certainty three seeds cannot give
+    t2 = table2_per_class([_record(v, s, 0.5, 0.61 if v == "full" else 0.60) for v in ("full", "baseline")
+                           for s in range(3)], "test")
+    effect = t2["groups"][0]["bilstm_effect"]["accuracy"]
+    assert effect["p_value"] is None and "zero variance" in effect["note"]
+    assert "no t-test (zero variance)" in bilstm_answer(t2, None)
+
+
 def test_runs_the_time_limit_cut_at_unequal_epochs_are_compared_on_val_at_a_shared_epoch_not_on_test():
     from training.tables import table1_overall, table3_ablation
     from training.tables_markdown import table1_markdown
@@ -206,7 +233,10 @@ def test_runs_the_time_limit_cut_at_unequal_epochs_are_compared_on_val_at_a_shar
     # the ablation is not set against a full run cut shorter than it
     assert table3_ablation(records, "test")["groups"][0]["rows"][-1]["vs_full"]["accuracy"]["seeds"] == []
     t1 = table1_overall(records, "test")
-    assert t1["rows"][0]["time_limited_seeds"] == [0] and "2 (1 cut by the time limit)" in table1_markdown(t1)
+    t1_text = table1_markdown(t1)
+    assert t1["rows"][0]["time_limited_seeds"] == [0] and "2 (1 cut by the time limit)" in t1_text
+    # the claimed row is a row of the table: above the notes, not after a paragraph where it would be plain text
+    assert t1_text.index("| **claim** |") < t1_text.index("Mean class accuracy is") < t1_text.index("Cut by the")
     # the shipped pair's own files (full seed 1, baseline seed 0) are shown too, as unpaired
     t2 = table2_per_class(records, "test", shipped=(records[2], records[1]))
     assert t2["shipped_pair"]["rows"][0]["difference_accuracy"] == pytest.approx(0.01)
@@ -263,7 +293,7 @@ def test_per_class_differences_use_only_the_seeds_both_variants_have():
 
 
 def test_ablation_answer_judges_one_seed_against_the_full_models_spread():
-    from training.tables_markdown import ablation_answer
+    from training.verdicts import ablation_answer
 
     def row(variant, std=None, delta=None):
         acc = {"mean": 0.77, "std": std, "n": 3 if std is not None else 1}
@@ -274,16 +304,18 @@ def test_ablation_answer_judges_one_seed_against_the_full_models_spread():
                 "vs_full": vs_full}
 
     two_seeds = row("full_no_class_weighting")
-    two_seeds["vs_full"] = {"accuracy": {"seeds": [0, 1], "mean": -0.0080, "std": 0.001, "n": 2}}
+    two_seeds["vs_full"] = {"accuracy": {"seeds": [0, 1], "mean": -0.0180, "std": 0.001, "n": 2}}
     table = {"split": "test", "groups": [{"recipe": "r", "backbone": "b", "rows": [
-        row("full", std=0.0034), row("full_no_spatial", delta=-0.0045), row("full_no_channel", delta=-0.0200),
+        row("full", std=0.0034), row("full_no_spatial", delta=-0.0200), row("full_no_channel", delta=-0.0250),
         two_seeds]}]}
-    text = ablation_answer(table)  # band: 2 * sqrt(2) * 0.34 = 0.96 pp for one seed, 0.68 pp for a mean of two
-    assert "(`full_no_spatial`) -0.45 pp (within seed noise), macro F1 +0.90 pp (seed 0)" in text
-    assert "(`full_no_channel`) -2.00 pp (beyond seed noise), macro F1 +4.00 pp (seed 0)" in text
-    # -0.80 would be noise for one seed, but not as the mean of two
-    assert "(`full_no_class_weighting`) -0.80 ± 0.10 pp (beyond seed noise) (seeds 0, 1)" in text
-    assert "0.96 pp for 1 seed, 0.68 pp for 2 seeds." in text
+    # band: t(0.975, 2 dof) * sqrt(2) * 0.34 = 4.303 * 0.481 = 2.07 pp for one seed, 1.46 pp for a mean of two;
+    # with 2 in place of 4.303 (a sigma known exactly) -2.00 would wrongly count as beyond noise
+    text = ablation_answer(table)
+    assert "(`full_no_spatial`) -2.00 pp (within seed noise), macro F1 +4.00 pp (seed 0)" in text
+    assert "(`full_no_channel`) -2.50 pp (beyond seed noise), macro F1 +5.00 pp (seed 0)" in text
+    # -1.80 would be noise for one seed, but not as the mean of two
+    assert "(`full_no_class_weighting`) -1.80 ± 0.10 pp (beyond seed noise) (seeds 0, 1)" in text
+    assert "t = 4.30" in text and "2.07 pp for 1 seed, 1.46 pp for 2 seeds." in text
     assert "mean class accuracy" not in text  # absent metric: not reported
     assert ablation_answer({"split": "test", "groups": []}) == ""
 

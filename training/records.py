@@ -145,7 +145,8 @@ def val_best(runs, source: str | None = None) -> Record:
 
 def complete_runs(runs: dict[int, Record]) -> dict[int, Record]:
     """The runs that trained their recipe's whole schedule; all of them when the time limit cut every one. A run cut
-    at epoch 5 of 8 measures the time limit as much as the recipe, so a recipe's mean leaves it out when it can."""
+    at epoch 5 of 8 measures the time limit as much as the recipe, so the mean that chooses the shipped recipe leaves
+    it out when it can (Table I keeps such runs, marked as cut)."""
     return {seed: r for seed, r in runs.items() if not r.time_limited} or runs
 
 

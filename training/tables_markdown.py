@@ -1,5 +1,5 @@
-"""Markdown for the results tables of training.tables (values in %, mean ± sample std over seeds), and the
-one-paragraph answer to the paper's question that the README quotes, written from the numbers alone."""
+"""Markdown for the results tables of training.tables (values in %, mean ± sample std over seeds); the answers to
+the paper's question that the README quotes are in training.verdicts."""
 from __future__ import annotations
 
 from training.tables import EFFECT_METRICS, SUMMARY_METRICS
@@ -40,19 +40,24 @@ def table1_markdown(t: dict) -> str:
         lines.append(f"| {r['recipe']} | {r['backbone']} | {r['variant']} | {seeds} | "
                      + " | ".join(pct(r[split][m]) for m in metrics)
                      + f" | {pct(r['val_accuracy'])} | {pct(r['val_accuracy_evaluate'])} |")
-    if any(r.get("time_limited_seeds") for r in t["rows"]):
-        lines += ["", "Cut by the time limit: those runs stopped before their recipe's last epoch, at their best epoch "
-                  "so far (`training_runs.md` gives each run's epochs); their means are of shorter trainings."]
+    # the claimed row belongs in the table, above the notes (a row after a paragraph is not a table row)
     for c in t["claims"]:
         lines.append(f"| **claim** | {c['model']} | full | - | {pct(c['accuracy'])} (claimed, not measured) | "
                      + " | ".join("-" for _ in metrics[1:]) + " | - | - |")
+    lines += ["", "Mean class accuracy is the mean of the per-class recalls, so it equals macro recall. Macro "
+              "precision counts a class the model never predicts as precision 0, so it jumps between seeds when a "
+              "rare class such as contempt is predicted a few times or never; macro F1 moves less."]
+    if any(r.get("time_limited_seeds") for r in t["rows"]):
+        lines += ["", "Cut by the time limit: those runs stopped before their recipe's last epoch, at their best epoch "
+                  "so far (`training_runs.md` gives each run's epochs); their means are of shorter trainings."]
     return "\n".join(lines) + "\n"
 
 
 def effect_line(e: dict) -> str:
     per_seed = ", ".join(f"s{s}: {pct(d, True)}" for s, d in zip(e["seeds"], e["differences"]))
     p = "n/a" if e["p_value"] is None else f"{e['p_value']:.3g}"
-    return f"{per_seed or '-'} | {pct(e, True)} | {e['favouring_bilstm']} of {e['n']} | {p}"
+    holm = "n/a" if e.get("p_holm") is None else f"{e['p_holm']:.3g} ({e['family_size']} recipes)"
+    return f"{per_seed or '-'} | {pct(e, True)} | {e['favouring_bilstm']} of {e['n']} | {p} | {holm}"
 
 
 def unequal_training_text(g: dict) -> str:
@@ -105,8 +110,8 @@ def table2_markdown(t: dict) -> str:
             continue
         lines += ["", *_class_table(g["rows"], t["claims"]),
                   "", f"Bi-LSTM effect (full − baseline, paired by seed, {split}):", "",
-                  "| metric | per-seed differences | mean ± std | seeds favouring Bi-LSTM | paired t-test p |",
-                  "|---|---|---:|---:|---:|"]
+                  "| metric | per-seed differences | mean ± std | seeds favouring Bi-LSTM | paired t-test p "
+                  "| p, Holm-adjusted over the recipes |", "|---|---|---:|---:|---:|---:|"]
         notes: dict[str, list[str]] = {}
         for metric, e in g["bilstm_effect"].items():
             lines.append(f"| {TITLES[metric]} | {effect_line(e)} |")
@@ -133,8 +138,8 @@ def table3_markdown(t: dict) -> str:
                          + f" | {pct(r['val_accuracy'])} | {pct(r['val_accuracy_evaluate'])} |")
     if t["groups"]:
         lines += ["", "Δ vs full: the variant minus the full model on the seeds both have (listed), in pp; mean ± "
-                  "std when there are several. A single seed's Δ smaller than the full model's spread over seeds "
-                  "(its ± above) cannot be told apart from seed noise."]
+                  "std when there are several. Whether a Δ is beyond seed noise is judged in the Ablation section "
+                  "of results/README.md, against the full model's spread over seeds (t·√2·σ/√n)."]
     else:
         lines += ["", "No ablation runs yet."]
     return "\n".join(lines) + "\n"
@@ -206,78 +211,3 @@ def training_markdown(t: dict) -> str:
                 lines.append(f"| {p['backbone']} | {p['variant']} | {p['device']} | {row['batch_size']} | "
                              f"{p['amp']} | {p['compile']} | {row['images_per_s']:.0f} |")
     return "\n".join(lines) + "\n"
-
-
-def bilstm_answer(table2: dict, selected: dict | None) -> str:
-    """Does the Bi-LSTM help, by how much, on which classes, beyond seed noise? One paragraph per recipe/backbone."""
-    if not table2["groups"]:
-        return "No recipe/backbone has both Bi-LSTM and baseline runs yet, so the question is open."
-    parts = []
-    for g in table2["groups"]:
-        e = g["bilstm_effect"]["accuracy"]
-        unequal = unequal_training_text(g)
-        if e["mean"] is None:
-            if unequal:
-                parts.append(f"**{g['recipe']} recipe, {g['backbone']}:** no {table2['split']} comparison: "
-                             f"{unequal[0].lower()}{unequal[1:]}")
-            continue
-        spread = (f"{pct(e['std'])} pp std over {e['n']} seeds" if e["std"] is not None
-                  else "a single seed, so no spread")
-        noise = ("beyond seed noise (paired t-test p < 0.05)" if e["p_value"] is not None and e["p_value"] < 0.05
-                 else "not distinguishable from seed noise" + (f" (paired t-test p = {e['p_value']:.2g})"
-                                                              if e["p_value"] is not None else ""))
-        deltas = [(r["difference_accuracy"], r["class"]) for r in g["rows"] if r["difference_accuracy"] is not None]
-        gains = ", ".join(f"{c} {pct(d, True)}" for d, c in sorted(deltas, reverse=True)[:2] if d > 0) or "none"
-        losses = ", ".join(f"{c} {pct(d, True)}" for d, c in sorted(deltas)[:2] if d < 0) or "none"
-        parts.append(f"**{g['recipe']} recipe, {g['backbone']}:** the Bi-LSTM changes {table2['split']} accuracy by "
-                     f"{pct(e['mean'], True)} pp ({spread}; {e['favouring_bilstm']} of {e['n']} seeds favour it), "
-                     f"{noise}. Largest per-class gains: {gains}; largest losses: {losses} (pp of class accuracy, "
-                     "mean over the same paired seeds; the rare classes have few test images, so their changes are "
-                     "noisy)." + (f" {unequal}" if unequal else ""))
-    if selected:
-        parts.append(f"Shipped pair (chosen on validation): {selected['recipe']} recipe, {selected['backbone']}, "
-                     f"Bi-LSTM seed {selected['full']}, baseline seed {selected['baseline']}.")
-    return "\n\n".join(parts)
-
-
-def ablation_answer(table3: dict) -> str:
-    """What removing each part does: each ablation's accuracy minus the full model's on the same seeds, judged
-    against the full model's own seed spread (a mean over n seeds against that band shrunk by √n). One paragraph per
-    recipe/backbone; '' when there is no ablation."""
-    split, parts = table3["split"], []
-    for g in table3["groups"]:
-        rows = {r["variant"]: r for r in g["rows"]}
-        full = rows["full"][split]["accuracy"] if "full" in rows else {"std": None}
-        # the difference of two independent runs stays within 2 * sqrt(2) * sigma by chance 95 % of the time, the mean
-        # of n such paired differences within that over sqrt(n)
-        band = None if full["std"] is None else 2 * 2 ** 0.5 * full["std"]
-        bands_used = set()
-        items = []
-        for variant, r in rows.items():
-            d = (r["vs_full"] or {}).get("accuracy")
-            if variant in ("full", "baseline") or d is None or d["mean"] is None:
-                continue
-            seeds = d["seeds"]
-            verdict = ""
-            if band is not None:
-                bands_used.add(len(seeds))
-                within = abs(d["mean"]) < band / len(seeds) ** 0.5
-                verdict = " (within seed noise)" if within else " (beyond seed noise)"
-            # accuracy alone would hide a trade: a variant can gain accuracy on the common classes by losing the
-            # rare ones, which macro F1 and mean class accuracy show
-            others = [f"{name} {pct(r['vs_full'][m], True)} pp" for m, name in
-                      (("macro_f1", "macro F1"), ("mean_class_accuracy", "mean class accuracy"))
-                      if (r["vs_full"].get(m) or {}).get("mean") is not None]
-            items.append(f"{r['description']} (`{variant}`) {pct(d, True)} pp{verdict}"
-                         + "".join(f", {o}" for o in others)
-                         + f" ({'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, seeds))})")
-        if not items:
-            continue
-        noise = "" if band is None else (
-            " A difference counts as seed noise when it is under 2·√2·σ/√n, σ being the full model's std over its "
-            f"{full['n']} seeds ({pct(full['std'])} pp) and n the seeds it is a mean of: "
-            + ", ".join(f"{pct(band / n ** 0.5)} pp for {n} seed{'s' if n > 1 else ''}" for n in sorted(bands_used))
-            + ".")
-        parts.append(f"**Ablation, {g['recipe']} recipe, {g['backbone']}** ({split} accuracy minus the full model's "
-                     f"on the same seeds, Table III; the noise verdict is on accuracy): " + "; ".join(items) + "." + noise)
-    return "\n\n".join(parts)
