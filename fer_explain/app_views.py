@@ -76,7 +76,8 @@ def load_models(checkpoint: str | None = None, baseline: str | None = None, devi
 @dataclass
 class Analysis:
     result: object  # fer_explain.pipeline.ImageResult from the Bi-LSTM model
-    baseline_predictions: list | None  # FacePrediction per face from the baseline, same crops
+    baseline_predictions: list | None  # FacePrediction per face from the baseline
+    baseline_crops: list | None = None  # FaceCrop per face as the baseline saw it (its own crop_margin); None: the same
     explanations: dict = field(default_factory=dict)  # (model key, face, target) -> FaceExplanation
 
     @property
@@ -101,14 +102,15 @@ def analyze(models: LoadedModels, image, whole_image: bool = False, max_faces: i
     # an upload is a file in the server's temporary folder: messages name it by its own name, not by that path
     name = Path(image).name if isinstance(image, (str, Path)) else None
     result = analyze_image(models.main, load_image(image, name=name), whole_image=whole_image, max_faces=max_faces)
-    baseline_predictions = None
+    baseline_predictions = baseline_crops = None
     if models.baseline is not None and result.faces:
-        if models.baseline.preprocessing == models.main.preprocessing:
-            crops = [face.crop for face in result.faces]
-        else:  # the baseline was trained with another input format: crop the same boxes its way
-            crops = [crop_face(result.image, face.crop.box, models.baseline.preprocessing) for face in result.faces]
+        crops = [face.crop for face in result.faces]
+        if models.baseline.preprocessing != models.main.preprocessing:
+            # the baseline was trained with another input format: crop the same boxes its way
+            crops = baseline_crops = [crop_face(result.image, face.crop.box, models.baseline.preprocessing)
+                                      for face in result.faces]
         baseline_predictions = models.baseline.predict(to_tensor(crops))
-    return Analysis(result, baseline_predictions)
+    return Analysis(result, baseline_predictions, baseline_crops)
 
 
 def notices_markdown(analysis: Analysis) -> str:
@@ -243,10 +245,13 @@ def compare_view(models: LoadedModels, analysis: Analysis, face=None, target=Non
     main_exp = _explain(models.main, "main", analysis, index, main_pred, shared_target)
     base_exp = _explain(models.baseline, "baseline", analysis, index, base_pred, shared_target, faithfulness=False)
     display = face_result.crop.display
+    # each model's maps over the square it saw: with another crop_margin the same 7x7 cell covers another region
+    base_display = display if analysis.baseline_crops is None else analysis.baseline_crops[index].display
+    same_square = models.baseline.preprocessing.crop_margin == models.main.preprocessing.crop_margin
 
-    def column(predictor, prediction, explanation):
+    def column(predictor, prediction, explanation, face_display):
         return [class_probabilities(prediction.probabilities, predictor.classes),
-                *(_overlay(display, explanation, m) for m in METHODS)]
+                *(_overlay(face_display, explanation, m) for m in METHODS)]
 
     agree = main_pred.label == base_pred.label
     summary = (f"**Face {index + 1}** — Bi-LSTM: **{main_pred.label}** "
@@ -255,7 +260,11 @@ def compare_view(models: LoadedModels, analysis: Analysis, face=None, target=Non
                f"{'**they agree**' if agree else '**they disagree**'}. Maps explain **{shared_target}** for both.")
     diff_overlay = diff_grid = None
     diff_text = "Token saliency is missing for one of the models."
-    if "token_saliency" in main_exp.maps and "token_saliency" in base_exp.maps:
+    if not same_square:
+        diff_text = ("No difference map: the two models crop the face with different margins "
+                     f"({models.main.preprocessing.crop_margin:g} and {models.baseline.preprocessing.crop_margin:g} "
+                     "per side), so their 7×7 cells cover different parts of the face.")
+    elif "token_saliency" in main_exp.maps and "token_saliency" in base_exp.maps:
         # the module docstring's normalisation: each signed map / its own largest |value|
         diff = (normalise_grid(main_exp.maps["token_saliency"].grid, signed=True)
                 - normalise_grid(base_exp.maps["token_saliency"].grid, signed=True))
@@ -264,8 +273,8 @@ def compare_view(models: LoadedModels, analysis: Analysis, face=None, target=Non
         diff_text = (f"Each token map is divided by its own largest |value| (range [-1, 1]), then baseline is "
                      f"subtracted from Bi-LSTM (range [-2, 2]). Red: the Bi-LSTM relies more on this cell. "
                      f"Largest differences ({SIDE_CONVENTION}): {describe_regions(diff, k=3)}")
-    return CompareView(summary, column(models.main, main_pred, main_exp), column(models.baseline, base_pred, base_exp),
-                       diff_overlay, diff_grid, diff_text)
+    return CompareView(summary, column(models.main, main_pred, main_exp, display),
+                       column(models.baseline, base_pred, base_exp, base_display), diff_overlay, diff_grid, diff_text)
 
 
 def live_view(models: LoadedModels, frame, max_side: int = 480) -> tuple[str, np.ndarray | None]:

@@ -105,6 +105,32 @@ def test_handlers_return_the_right_types(app):
     assert overlay is None or overlay.dtype == np.uint8
 
 
+def test_a_baseline_with_another_crop_margin_gets_its_maps_over_its_own_crop(tmp_path):
+    import dataclasses
+
+    from fer_explain.app_views import LoadedModels, analyze, compare_view
+    from fer_explain.predictor import Predictor
+
+    checkpoint, baseline = make_checkpoints(tmp_path)
+    main, wide = Predictor(checkpoint, device="cpu"), Predictor(baseline, device="cpu")
+    wide.preprocessing = dataclasses.replace(wide.preprocessing, crop_margin=0.4)  # a wider square than main's
+    models = LoadedModels(main, wide)
+    analysis = analyze(models, str(ASTRONAUT))
+    view = compare_view(models, analysis)
+    own, other = analysis.faces[0].crop.display, analysis.baseline_crops[0].display
+    assert not np.array_equal(own, other)
+    # no overlay of the wider square on the narrower one: the baseline's maps sit on what the baseline saw
+    spatial_main, spatial_base = view.main[1], view.baseline[1]
+    assert np.abs(spatial_base.astype(int) - other.astype(int)).mean() < np.abs(
+        spatial_base.astype(int) - own.astype(int)).mean()
+    assert spatial_main.shape == spatial_base.shape
+    assert view.difference_overlay is None and "different margins" in view.difference_text
+    # the same preprocessing: one crop for both, and the difference map is drawn
+    same = analyze(LoadedModels(main, Predictor(baseline, device="cpu")), str(ASTRONAUT))
+    assert same.baseline_crops is None
+    assert compare_view(LoadedModels(main, Predictor(baseline, device="cpu")), same).difference_overlay is not None
+
+
 def test_bad_inputs_give_messages_not_exceptions(app, bad_files):
     for image in (None, str(bad_files["not_an_image"]), str(bad_files["one_pixel"])):
         out = app.on_analyze(image, False, "predicted")
