@@ -43,8 +43,19 @@ def test_the_summary_is_the_mean_of_what_the_app_computes_per_face(study):
         assert 0.0 <= summary["insertion_auc"]["mean"] <= 1.0
         assert method == "random" or 0.0 <= summary["beats_random"] <= 1.0
     assert set(bilstm["summary"]) == {"spatial_attention", "token_saliency", "gradcam", "random"}
+    assert result["tokens_per_step"] == 7 and result["random_orders"] == 3  # the settings the table states
+    # IG's completeness gap per face, from Captum's delta: |delta| / |sum - delta|, and its summary
+    saliency = first.maps["token_saliency"].meta
+    expected = abs(saliency["convergence_delta"]) / abs(saliency["attribution_sum"] - saliency["convergence_delta"])
+    assert bilstm["faces"][0]["ig_completeness"] == pytest.approx(expected, rel=1e-3, abs=1e-5)
+    gaps = [f["ig_completeness"] for f in bilstm["faces"]]
+    assert bilstm["ig_completeness"]["n"] == 5
+    assert bilstm["ig_completeness"]["median"] == pytest.approx(np.median(gaps), rel=1e-3, abs=1e-5)
     table = (root / "out/faithfulness.md").read_text()
-    assert "| beats random |" in table and len(table.splitlines()) == 6 + 8  # 2 models x (3 maps + random)
+    assert "| beats random |" in table and "7 per step" in table and "3 random orders per face" in table
+    assert len([line for line in table.splitlines() if line.startswith("| mobilenet") or "Bi-LSTM |" in line
+                or "baseline |" in line]) == 8  # 2 models x (3 maps + random)
+    assert "Integrated Gradients (16 steps) against completeness" in table and "(5 faces)" in table
 
 
 def test_bad_input_is_one_clear_error(study, tmp_path):

@@ -1,6 +1,6 @@
 """Faithfulness of a 7x7 importance grid by deletion and insertion over the 49 tokens (Petsiuk et al., RISE, 2018).
 
-Order the tokens by decreasing importance (signed maps by signed value: positive evidence first).
+Order the tokens by decreasing importance (signed maps by signed value: positive evidence first; ties at random).
 Deletion: replace tokens by the baseline (zeros, "no feature here", as in token saliency) in that order, a few per
 step, and record the target-class probability after each step; the area under that curve over the fraction of
 tokens removed, in [0, 1], is low when the map found what the prediction rests on. Insertion: start from all-zero
@@ -22,9 +22,13 @@ from fer_explain.sequence import map_to_tokens
 RANDOM = "random"
 
 
-def importance_order(grid: np.ndarray) -> np.ndarray:
-    """Token indices (row-major) from most to least important; ties keep token order, so the order is deterministic."""
-    return np.argsort(-np.asarray(grid, dtype=np.float64).reshape(-1), kind="stable")
+def importance_order(grid: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Token indices (row-major) from most to least important. Ties (Grad-CAM's ReLU leaves many cells at exactly 0)
+    go in a seeded random order: in token order they would always delete the top rows of the face first, an order
+    of their own that the map never chose. Deterministic for a given seed."""
+    values = -np.asarray(grid, dtype=np.float64).reshape(-1)
+    shuffled = np.random.default_rng(seed).permutation(values.size)
+    return shuffled[np.argsort(values[shuffled], kind="stable")]
 
 
 def _interior_masks(order: np.ndarray, counts: list[int]) -> torch.Tensor:
@@ -53,7 +57,7 @@ def deletion_insertion(model, attended: torch.Tensor, target: int, grids: dict[s
     tokens = map_to_tokens(attended)[0]  # (T, C)
     n_tokens = tokens.shape[0]
     rng = np.random.default_rng(seed)
-    orders = {name: importance_order(grid) for name, grid in grids.items()}
+    orders = {name: importance_order(grid, seed) for name, grid in grids.items()}
     if any(len(o) != n_tokens for o in orders.values()):
         raise ValueError(f"every grid must have {n_tokens} cells (one per token)")
     random_orders = [rng.permutation(n_tokens) for _ in range(n_random)]
