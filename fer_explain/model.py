@@ -6,7 +6,8 @@
     forward_tokens   : Bi-LSTM (full) or mean over tokens (baseline), then the head -> logits (B,8)
 
 Explainers aim at the stable attribute names: `backbone`, `channel_attention`, `spatial_attention`,
-`attended` (an identity whose output is A, the Grad-CAM target), `sequence`, `head`.
+`attended` (an identity whose output is A, for hooks that want the map), `sequence`, `head`. Grad-CAM targets the
+same map A through its own per-call identity (explain/gradcam.py), so it never hooks the shared model.
 """
 from __future__ import annotations
 
