@@ -264,6 +264,7 @@ def test_a_recipes_mean_leaves_out_runs_the_time_limit_cut_unless_it_cut_them_al
     pair = select_pair(records)  # with the cut seed, "long" would average 0.68 and lose to "short"
     assert (pair["recipe"], pair["full"].seed) == ("long", 1)
     assert pair["candidates"] == pytest.approx({"long/b": 0.86, "short/b": 0.84, "cut/b": 0.70})
+    assert pair["candidate_runs"] == {"long/b": 1, "short/b": 1, "cut/b": 1}  # cut: all cut, so all counted
     assert "cut short left out" in pair["rule"]
 
 

@@ -172,6 +172,8 @@ def select_pair(records: list[Record]) -> dict:
             if source == "evaluate" else "the val accuracy training recorded at each run's best epoch")
     return {"recipe": recipe, "backbone": backbone, "full": chosen["full"], "baseline": chosen["baseline"],
             "candidates": {f"{g[0]}/{g[1]}": mean_val(v["full"]) for g, v in groups.items()},
+            # a mean of one run is not a mean of three: how many full runs each candidate's figure is over
+            "candidate_runs": {f"{g[0]}/{g[1]}": len(complete_runs(v["full"])) for g, v in groups.items()},
             "validation_source": source,
             "rule": "the recipe/backbone with the best mean validation accuracy of its full (Bi-LSTM) runs (those "
                     "the time limit cut short left out, unless it cut them all), then "
