@@ -119,8 +119,8 @@ def markdown(result: dict) -> str:
                          f"| {beats} |")
     complete = [(m["name"], m["ig_completeness"]) for m in result["models"] if m.get("ig_completeness")]
     if complete:
-        lines += ["", f"Integrated Gradients ({DEFAULT_STEPS} steps) against completeness, |Σ attributions − (f(x) − f(0))| / "
-                  "|f(x) − f(0)| on the target logit: " + "; ".join(
+        lines += ["", f"Integrated Gradients ({DEFAULT_STEPS} steps) against completeness, |Σ attributions − "
+                  "(f(x) − f(0))| / |f(x) − f(0)| on the target logit: " + "; ".join(
                       f"{name} median {100 * c['median']:.2f} %, 90th percentile {100 * c['p90']:.2f} % "
                       f"({c['n']} faces)" for name, c in complete) + "."]
     return "\n".join(lines) + "\n"

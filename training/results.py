@@ -131,7 +131,8 @@ def main(args: argparse.Namespace) -> list[Path]:
         selected = {"recipe": pair["recipe"], "backbone": pair["backbone"], "full": pair["full"].seed,
                     "baseline": pair["baseline"].seed, "full_run": pair["full"].name,
                     "baseline_run": pair["baseline"].name, "candidates": pair["candidates"],
-                    "candidate_runs": pair["candidate_runs"], "validation_source": pair["validation_source"], "rule": pair["rule"]}
+                    "candidate_runs": pair["candidate_runs"], "validation_source": pair["validation_source"],
+                    "rule": pair["rule"]}
         (out / "selection.json").write_text(json.dumps(selected, indent=2) + "\n")
         written.append(out / "selection.json")
         for variant in ("full", "baseline"):

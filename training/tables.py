@@ -5,9 +5,10 @@
     table2_per_class   Table II shape, per recipe/backbone: per-class accuracy (= recall) and F1 of full vs baseline
                        and full − baseline, means over the seeds both have; and the Bi-LSTM's effect: per-seed
                        paired differences, their mean ± std, a paired t-test (scipy.stats.ttest_rel) with its p
-                       Holm-adjusted over the recipes compared, how many seeds favour the Bi-LSTM. Seed pairs the time limit stopped at unequal epochs are left out of the
-                       paired figures (training.records.trained_alike) and compared on validation at the last epoch
-                       both reached instead
+                       Holm-adjusted over the recipes compared, how many seeds favour the Bi-LSTM. Seed pairs the
+                       time limit stopped at unequal epochs are left out of the paired figures
+                       (training.records.trained_alike) and compared on validation at the last epoch both reached
+                       instead
     table3_ablation    Table III shape: every variant of a recipe/backbone that has ablation runs
     table4_cost        Table IV shape: parameters, FLOPs, latency at batch 1 and 64, peak GPU memory, from the JSON
                        files `python -m fer_explain cost --json` wrote, one row per model and device

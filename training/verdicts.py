@@ -107,7 +107,8 @@ def ablation_answer(table3: dict) -> str:
             verdict = ""
             if band is not None:
                 bands_used.add(len(seeds))
-                verdict = " (within seed noise)" if abs(d["mean"]) < band / len(seeds) ** 0.5 else " (beyond seed noise)"
+                within = abs(d["mean"]) < band / len(seeds) ** 0.5
+                verdict = " (within seed noise)" if within else " (beyond seed noise)"
             # accuracy alone would hide a trade: a variant can gain accuracy on the common classes by losing the
             # rare ones, which macro F1 and mean class accuracy show
             others = [f"{name} {pct(r['vs_full'][m], True)} pp" for m, name in OTHER_EFFECTS
@@ -125,5 +126,6 @@ def ablation_answer(table3: dict) -> str:
             + ", ".join(f"{pct(band / n ** 0.5)} pp for {n} seed{'s' if n > 1 else ''}" for n in sorted(bands_used))
             + ".")
         parts.append(f"**Ablation, {g['recipe']} recipe, {g['backbone']}** ({split} accuracy minus the full model's "
-                     f"on the same seeds, Table III; the noise verdict is on accuracy): " + "; ".join(items) + "." + noise)
+                     f"on the same seeds, Table III; the noise verdict is on accuracy): " + "; ".join(items) + "."
+                     + noise)
     return "\n\n".join(parts)
