@@ -135,6 +135,14 @@ def test_token_methods_find_the_decisive_token(method):
     assert np.abs(np.delete(grid.reshape(-1), 24)).max() < 1e-6  # no other token matters to this model
 
 
+def test_a_map_of_ties_is_not_scored_in_the_random_references_own_order():
+    # all 49 cells tied: the map's order is its tie-break alone; had it been drawn from the same stream as the random
+    # reference, a single random order would score exactly the same and the map would look like chance by construction
+    model = TinyTokenNet().eval()
+    scores = deletion_insertion(model, attended_maps(1)[0], 0, {"flat": np.zeros((7, 7), np.float32)}, n_random=1)
+    assert scores["flat"]["deletion_auc"] != scores[RANDOM]["deletion_auc"]
+
+
 def test_deletion_ranks_the_decisive_map_above_random():
     attended = attended_maps(1)[0] + 0.5
     pointing = np.zeros((7, 7), np.float32)

@@ -22,7 +22,7 @@ from fer_explain.sequence import map_to_tokens
 RANDOM = "random"
 
 
-def importance_order(grid: np.ndarray, seed: int = 0) -> np.ndarray:
+def importance_order(grid: np.ndarray, seed: int | list[int] = 0) -> np.ndarray:
     """Token indices (row-major) from most to least important. Ties (Grad-CAM's ReLU leaves many cells at exactly 0)
     go in a seeded random order: in token order they would always delete the top rows of the face first, an order
     of their own that the map never chose. Deterministic for a given seed."""
@@ -57,7 +57,8 @@ def deletion_insertion(model, attended: torch.Tensor, target: int, grids: dict[s
     tokens = map_to_tokens(attended)[0]  # (T, C)
     n_tokens = tokens.shape[0]
     rng = np.random.default_rng(seed)
-    orders = {name: importance_order(grid, seed) for name, grid in grids.items()}
+    # ties get a random stream of their own: importance_order(grid, seed) would order them as the first random order
+    orders = {name: importance_order(grid, [seed, 1]) for name, grid in grids.items()}
     if any(len(o) != n_tokens for o in orders.values()):
         raise ValueError(f"every grid must have {n_tokens} cells (one per token)")
     random_orders = [rng.permutation(n_tokens) for _ in range(n_random)]
