@@ -161,19 +161,17 @@ def select_pair(records: list[Record]) -> dict:
     source = validation_source(r for v in groups.values() for variant in ("full", "baseline")
                                for r in v[variant].values())
 
-    def mean_val(runs: dict[int, Record]) -> float:
-        runs = complete_runs(runs)
-        return sum(val_accuracy(r, source) for r in runs.values()) / len(runs)
-
-    recipe, backbone = max(groups, key=lambda g: mean_val(groups[g]["full"]))
+    counted = {g: complete_runs(v["full"]) for g, v in groups.items()}
+    means = {g: sum(val_accuracy(r, source) for r in runs.values()) / len(runs) for g, runs in counted.items()}
+    recipe, backbone = max(means, key=means.get)
     chosen = {variant: val_best(groups[(recipe, backbone)][variant].values(), source)
               for variant in ("full", "baseline")}
     what = ("the val accuracy of each checkpoint as `fer_explain evaluate` computes it (eval_val.json)"
             if source == "evaluate" else "the val accuracy training recorded at each run's best epoch")
     return {"recipe": recipe, "backbone": backbone, "full": chosen["full"], "baseline": chosen["baseline"],
-            "candidates": {f"{g[0]}/{g[1]}": mean_val(v["full"]) for g, v in groups.items()},
+            "candidates": {f"{g[0]}/{g[1]}": mean for g, mean in means.items()},
             # a mean of one run is not a mean of three: how many full runs each candidate's figure is over
-            "candidate_runs": {f"{g[0]}/{g[1]}": len(complete_runs(v["full"])) for g, v in groups.items()},
+            "candidate_runs": {f"{g[0]}/{g[1]}": len(runs) for g, runs in counted.items()},
             "validation_source": source,
             "rule": "the recipe/backbone with the best mean validation accuracy of its full (Bi-LSTM) runs (those "
                     "the time limit cut short left out, unless it cut them all), then "

@@ -28,10 +28,9 @@ def effect_verdict(e: dict) -> str:
     if e["p_value"] is None:
         return "too few seeds to judge against seed noise" if e["n"] < 2 else "no t-test (zero variance)"
     test = f"paired t-test over {e['n']} seeds, p = {_p(e['p_value'])}"
-    family = e.get("family_size") or 1
-    if family > 1:
-        test += f", {_p(e['p_holm'])} after Holm's correction for the {family} recipes compared"
-    if (e["p_holm"] if e.get("p_holm") is not None else e["p_value"]) < 0.05:
+    if e["family_size"] > 1:
+        test += f", {_p(e['p_holm'])} after Holm's correction for the {e['family_size']} recipes compared"
+    if e["p_holm"] < 0.05:
         return f"beyond seed noise ({test})"
     if e["p_value"] < 0.05:
         return f"beyond seed noise for this recipe taken alone but not once the other recipes are counted ({test})"
@@ -75,23 +74,26 @@ def bilstm_answer(table2: dict, selected: dict | None) -> str:
     return "\n\n".join(parts)
 
 
+def t_quantile_95(seeds: int) -> float:
+    """Two-sided 95 % Student-t quantile for a std measured over `seeds` runs (seeds - 1 degrees of freedom)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, seeds - 1))
+
+
 def noise_band(full_accuracy: dict) -> float | None:
     """The largest |variant - full| accuracy difference on one seed that seed noise explains 95 % of the time: the
     difference of two runs has std √2·σ, σ the full model's std over its k seeds; σ from so few seeds is itself
     uncertain, hence the Student-t quantile for k - 1 degrees of freedom instead of 2 (4.30 for three seeds). A mean
     over n paired seeds gets the band over √n. None without a spread (one seed)."""
-    from scipy.stats import t
-
     if full_accuracy.get("std") is None or full_accuracy["n"] < 2:
         return None
-    return float(t.ppf(0.975, full_accuracy["n"] - 1)) * 2 ** 0.5 * full_accuracy["std"]
+    return t_quantile_95(full_accuracy["n"]) * 2 ** 0.5 * full_accuracy["std"]
 
 
 def ablation_answer(table3: dict) -> str:
     """What removing each part does: each ablation's accuracy minus the full model's on the same seeds, judged
     against noise_band. One paragraph per recipe/backbone; '' when there is no ablation."""
-    from scipy.stats import t
-
     split, parts = table3["split"], []
     for g in table3["groups"]:
         rows = {r["variant"]: r for r in g["rows"]}
@@ -120,7 +122,7 @@ def ablation_answer(table3: dict) -> str:
             continue
         noise = "" if band is None else (
             " A difference counts as seed noise when it is under t·√2·σ/√n: σ is the full model's std over its "
-            f"{full['n']} seeds ({pct(full['std'])} pp), t = {t.ppf(0.975, full['n'] - 1):.2f} the two-sided 95 % "
+            f"{full['n']} seeds ({pct(full['std'])} pp), t = {t_quantile_95(full['n']):.2f} the two-sided 95 % "
             f"Student-t quantile for {full['n'] - 1} degrees of freedom (a σ from {full['n']} seeds is itself "
             "uncertain), and n the seeds the difference is a mean of: "
             + ", ".join(f"{pct(band / n ** 0.5)} pp for {n} seed{'s' if n > 1 else ''}" for n in sorted(bands_used))
