@@ -2,6 +2,7 @@
 (`/analyze`: detect, both models, three explanations each, faithfulness) end to end with gradio_client.
 
     python benchmarks/app_latency.py [--backbone resnet50] [--device cpu] [--runs 5] [--checkpoint C --baseline B]
+                                     [--json results/bench/FILE.json]
 
 Without checkpoints, a random-init pair of `--backbone` is written to a temporary folder: speed does not depend on
 the weights. Goals: start-up <= 15 s on CPU; one Explain request <= 1.5 s on 2 CPU cores, <= 100 ms on an H100.
@@ -9,7 +10,9 @@ the weights. Goals: start-up <= 15 s on CPU; one Explain request <= 1.5 s on 2 C
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -43,16 +46,42 @@ def main() -> None:
     p.add_argument("--checkpoint")
     p.add_argument("--baseline")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--runs", type=int, default=5, help="timed /analyze requests after one warm-up")
+    p.add_argument("--json", help="also write the timings to this JSON file")
     args = p.parse_args()
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
+    if bool(args.checkpoint) != bool(args.baseline):
+        p.error("give --checkpoint and --baseline together, or neither (a random-init pair)")
+    from fer_explain.errors import UserError
+    from fer_explain.output_paths import check_output_file
+    try:
+        check_output_file(args.json, "--json")  # before minutes of timing, not after
+    except UserError as e:
+        p.error(str(e))
     tmp = Path(tempfile.mkdtemp(prefix="fer_app_bench_"))
+    try:
+        result = measure(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a random-init resnet50 pair is ~220 MB
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+def measure(args, tmp: Path) -> dict:
+    """Start the app on the pair, time start-up, `/analyze` and `/select_class`; stop it. The timings as a dict."""
     ckpt, base = (args.checkpoint, args.baseline) if args.checkpoint else random_pair(args.backbone, tmp)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, FER_CHECKPOINT=str(ckpt), FER_BASELINE=str(base), GRADIO_ANALYTICS_ENABLED="False",
                HF_HUB_OFFLINE="1")
-    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    result = {"checkpoint": str(ckpt), "baseline": str(base), "random_init": not args.checkpoint,
+              "backbone": None if args.checkpoint else args.backbone, "device": args.device,
+              "cpu_count": os.cpu_count(), "photo": PHOTO.name, "load_average_before": os.getloadavg()[0]}
+    print(f"load average before: {result['load_average_before']:.2f}")
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", args.device], cwd=REPO,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -65,7 +94,8 @@ def main() -> None:
                 if proc.poll() is not None:
                     sys.exit(f"app exited: {proc.stderr.read().decode()[-2000:]}")
                 time.sleep(0.1)
-        print(f"start-up until the first HTTP answer: {time.perf_counter() - start:.2f} s")
+        result["startup_s"] = time.perf_counter() - start
+        print(f"start-up until the first HTTP answer: {result['startup_s']:.2f} s")
         from gradio_client import Client, handle_file
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         times = []
@@ -73,18 +103,24 @@ def main() -> None:
             t = time.perf_counter()
             client.predict(handle_file(str(PHOTO)), False, "predicted", api_name="/analyze")
             times.append(time.perf_counter() - t)
-        print(f"/analyze (1 face, both models, 3 explanations each): median {statistics.median(times[1:]):.2f} s "
+        result["analyze_s"] = times  # the first is the warm-up
+        result["analyze_median_s"] = statistics.median(times[1:])
+        print(f"/analyze (1 face, both models, 3 explanations each): median {result['analyze_median_s']:.2f} s "
               f"over {args.runs} runs after 1 warm-up; all: {[round(x, 2) for x in times]}")
         times = []
         for cls in ("happy", "sad", "anger", "fear"):
             t = time.perf_counter()
             client.predict("1", cls, api_name="/select_class")
             times.append(time.perf_counter() - t)
-        print(f"/select_class (another class, both models): median {statistics.median(times):.2f} s")
-        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        result["select_class_s"] = times
+        result["select_class_median_s"] = statistics.median(times)
+        print(f"/select_class (another class, both models): median {result['select_class_median_s']:.2f} s")
+        result["load_average_after"] = os.getloadavg()[0]
+        print(f"load average after: {result['load_average_after']:.2f}")
     finally:
         proc.terminate()
         proc.wait()
+    return result
 
 
 if __name__ == "__main__":

@@ -153,11 +153,14 @@ def run(args) -> int:
     rows = measure(predictor, args.runs, args.warmup, args.batch, methods,
                    on_row=lambda row: print(_format_row(row), flush=True))
     load_after = os.getloadavg()
-    print(f"device: {predictor.device}, precision: {predictor.precision}, torch threads: {torch.get_num_threads()}, CPU cores: {os.cpu_count()}, "
+    print(f"device: {predictor.device}, precision: {predictor.precision}, torch threads: {torch.get_num_threads()}, "
+          f"CPU cores: {os.cpu_count()}, "
           f"load average (1 min) before/after: {load_before[0]:.2f}/{load_after[0]:.2f}")
     result = {"model": name, "checkpoint": None if random_init else str(source), "random_init": random_init,
               "backbone": predictor.config.backbone, "variant": predictor.config.variant,
-              "device": str(predictor.device), "precision": predictor.precision, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+              "device": str(predictor.device),
+              "device_name": torch.cuda.get_device_name(predictor.device) if predictor.device.type == "cuda" else "cpu",
+              "precision": predictor.precision, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
               "torch_version": torch.__version__, "load_average_before": list(load_before),
               "load_average_after": list(load_after), "seconds": time.perf_counter() - start, "rows": rows}
     if args.json:

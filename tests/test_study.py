@@ -65,7 +65,19 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
     with tarfile.open(study / "out/records.tar.gz") as tar:
         tar.extractall(records, filter="data")
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- results:start -->\nold\n<!-- results:end -->\ntail\n")
+    readme.write_text("# x\n<!-- results:start -->\nold\n<!-- results:end -->\n<!-- latency:start -->\nold latency\n"
+                      "<!-- latency:end -->\ntail\n")
+    bench = tmp_path / "results/bench"
+    bench.mkdir()
+    (bench / "other.json").write_text('{"accuracy": 0.5}')  # not a bench file: refused before any table is written
+    done = run_module("training.results", "--records", str(records), "--out", str(tmp_path / "r1"),
+                      "--bench", str(bench), "--readme", str(readme))
+    assert done.returncode == 2 and "neither a `fer_explain bench --json`" in done.stderr
+    assert not (tmp_path / "r1").exists()
+    (bench / "other.json").unlink()
+    done = run_module("fer_explain", "bench", "--backbone", "resnet18", "--device", "cpu", "--runs", "1", "--warmup",
+                      "0", "--batch", "2", "--methods", "gradcam", "--json", str(bench / "cpu_resnet18.json"))
+    assert done.returncode == 0, done.stderr[-3000:]
     stale = tmp_path / "results/confusion_old_recipe_resnet18_full.png"  # from a pair no longer selected
     stale.write_bytes(b"png")
     (tmp_path / "results/faithfulness.md").write_text("# written by training.faithfulness\n")
@@ -73,7 +85,7 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
                       "--readme", str(tmp_path / "READNE.md"))  # a typo: caught before any table is written
     assert done.returncode == 2 and "READNE.md is not a file" in done.stderr and not (tmp_path / "r0").exists()
     done = run_module("training.results", "--records", str(records), "--out", str(tmp_path / "results"),
-                      "--readme", str(readme))
+                      "--bench", str(bench), "--readme", str(readme))
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "results"
     for stem in ("table1_overall", "table2_per_class", "table3_ablation", "table4_cost", "training_runs"):
@@ -110,6 +122,10 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
     text = readme.read_text()
     assert "old" not in text and "the Bi-LSTM changes test accuracy by" in text and text.endswith("tail\n")
     assert "**Ablation, quick recipe, resnet18**" in text and "(`full_no_spatial`)" in text
+    assert "old latency" not in text and "| resnet18 Bi-LSTM (random init) | cpu (" in text
+    assert "(results/bench/cpu_resnet18.json)" in text
+    assert "(bench/cpu_resnet18.json)" in (out / "latency.md").read_text()  # links relative to each file
+    assert json.loads((out / "latency.json").read_text())["bench"][0]["file"] == "cpu_resnet18.json"
 
     done = run_module("training.ship", "--records", str(records), "--weights", str(study / "out"), "--data",
                       str(study / "test_only"), "--out", str(tmp_path / "checkpoints"), "--results", str(out),

@@ -93,7 +93,8 @@ def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:
               f"    --backbones {pair['backbone']} --variants full baseline --seeds "
               f"{' '.join(map(str, sorted(group['full'])))} --runs-dir runs --eval-data {eval_dir} \\",
               f"   {weights} {out}", *back,
-              "python -m training.results --records results/runs --cost results/cost --out results --readme README.md",
+              "python -m training.results --records results/runs --cost results/cost --probes results/probes "
+              "--bench results/bench --out results --readme README.md",
               f"python -m training.ship --records results/runs --weights {folder}/export --data ../shared/data/ferplus",
               f"python -m fer_explain evaluate --checkpoint checkpoints/{summary['files']['full']['file']} "
               f"--data ../shared/data/ferplus --split {split} --device cpu",
