@@ -33,25 +33,37 @@ def latency_tables(files: list[Path]) -> dict:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise UserError(f"{path}: not a readable JSON file ({e})") from None
-        if "rows" in data:
-            rows = data["rows"]
-            batch = max((r for r in rows if r["name"] == PREDICT), key=lambda r: r["batch"], default=None)
-            bench.append({"file": path.name, "model": data["model"],
-                          "device": data.get("device_name") or data["device"],
-                          "precision": data["precision"], "threads": data["torch_threads"],
-                          "random_init": data["random_init"], "predict": _row(rows, PREDICT),
-                          "three": _together(rows), "faithful": _row(rows, FAITHFUL),
-                          "batch": None if batch is None or batch["batch"] == 1 else batch})
-        elif "analyze_s" in data:
-            app.append({"file": path.name, "checkpoint": Path(data["checkpoint"]).name,
-                        "baseline": Path(data["baseline"]).name, "device": data["device"],
-                        "cpu_count": data["cpu_count"], "startup_s": data["startup_s"],
-                        "analyze_median_s": data["analyze_median_s"], "analyze_runs": len(data["analyze_s"]) - 1,
-                        "select_class_median_s": data["select_class_median_s"]})
-        else:
-            raise UserError(f"{path}: neither a `fer_explain bench --json` nor a `benchmarks/app_latency.py --json` "
-                            "file")
+        try:
+            _add(path, data, bench, app)
+        except (KeyError, TypeError) as e:  # a file of an older format, or edited by hand
+            raise UserError(f"{path}: lacks the field {e} that `bench --json` and `app_latency.py --json` "
+                            "write") from None
     return {"bench": bench, "app": app}
+
+
+def _times(row: dict | None) -> dict | None:
+    return None if row is None else {"median_ms": row["median_ms"], "p90_ms": row["p90_ms"], "n": row["n"]}
+
+
+def _add(path: Path, data: dict, bench: list[dict], app: list[dict]) -> None:
+    """One file's table row, appended to `bench` or `app`; every field the tables print is read here."""
+    if "rows" in data:
+        rows = data["rows"]
+        batch = max((r for r in rows if r["name"] == PREDICT), key=lambda r: r["batch"], default=None)
+        bench.append({"file": path.name, "model": data["model"], "device": data.get("device_name") or data["device"],
+                      "precision": data["precision"], "threads": data["torch_threads"],
+                      "random_init": data["random_init"], "predict": _times(_row(rows, PREDICT)),
+                      "three": _times(_together(rows)), "faithful": _times(_row(rows, FAITHFUL)),
+                      "batch": None if batch is None or batch["batch"] == 1 else
+                      {"batch": batch["batch"], "faces_per_s": batch["faces_per_s"]}})
+    elif "analyze_s" in data:
+        app.append({"file": path.name, "checkpoint": Path(data["checkpoint"]).name,
+                    "baseline": Path(data["baseline"]).name, "device": data["device"],
+                    "cpu_count": data["cpu_count"], "startup_s": data["startup_s"],
+                    "analyze_median_s": data["analyze_median_s"], "analyze_runs": len(data["analyze_s"]) - 1,
+                    "select_class_median_s": data["select_class_median_s"]})
+    else:
+        raise UserError(f"{path}: neither a `fer_explain bench --json` nor a `benchmarks/app_latency.py --json` file")
 
 
 def _ms(row: dict | None) -> str:
