@@ -13,7 +13,7 @@ import pytest
 
 from test_training import QUICK, run_module, write_ferplus_npz
 from training.records import Record, select_pair
-from training.tables import table2_per_class
+from training.tables import cached_feature_val_gap, table2_per_class
 from training.tables_markdown import table2_markdown
 from training.verdicts import bilstm_answer
 
@@ -298,6 +298,18 @@ def test_the_pair_is_chosen_on_evaluated_val_when_every_run_has_it_and_never_on_
     pair = select_pair(records)
     assert (pair["recipe"], pair["validation_source"]) == ("bf16", "training")
     assert "training recorded" in pair["rule"]
+
+
+def test_the_val_gap_of_cached_features_is_summarised_per_precision():
+    rows = [{"cached_features": "bfloat16", "val_accuracy_best": 0.80, "val_accuracy_evaluate": 0.79},
+            {"cached_features": "bfloat16", "val_accuracy_best": 0.70, "val_accuracy_evaluate": 0.72},
+            {"cached_features": "float32", "val_accuracy_best": 0.75, "val_accuracy_evaluate": 0.75},
+            {"cached_features": "float32", "val_accuracy_best": 0.75, "val_accuracy_evaluate": None},  # not evaluated
+            {"cached_features": None, "val_accuracy_best": 0.9, "val_accuracy_evaluate": 0.8}]  # trained on images
+    bf16, fp32 = cached_feature_val_gap(rows)
+    assert (bf16["features"], bf16["n"], fp32["features"], fp32["n"]) == ("bfloat16", 2, "float32", 1)
+    assert bf16["mean"] == pytest.approx(0.005) and (bf16["min"], bf16["max"]) == pytest.approx((-0.01, 0.02))
+    assert fp32["std"] is None and fp32["mean"] == 0
 
 
 def test_per_class_differences_use_only_the_seeds_both_variants_have():

@@ -239,7 +239,8 @@ def training_runs(records: list[Record], probe_files: list[Path]) -> dict:
                      "stopped_by_study": bool((r.study or {}).get("stopped_overdue")
                                              and (r.study or {}).get("returncode") != 0),
                      "parallel": (r.study or {}).get("parallel"), "running_at_start": (r.study or {}).get(
-                         "running_at_start")})
+                         "running_at_start"),
+                     "cached_features": (r.data.get("frozen_backbone") or {}).get("features")})
     side_by_side: dict[tuple, list[float]] = {}  # runs of one study that shared the device
     for r, row in zip(records, rows):
         if row["parallel"] and row["images_per_s"]:
@@ -248,4 +249,15 @@ def training_runs(records: list[Record], probe_files: list[Path]) -> dict:
     shared = [{"recipe": k[0], "backbone": k[1], "device": k[2], "parallel": k[3], "runs": len(v),
                "sum_images_per_s": sum(v[: k[3]])} for k, v in side_by_side.items() if k[3] > 1]
     probes = [json.loads(p.read_text()) for p in sorted(probe_files)]
-    return {"rows": rows, "shared_device": shared, "probes": probes}
+    return {"rows": rows, "shared_device": shared, "probes": probes, "val_gap": cached_feature_val_gap(rows)}
+
+
+def cached_feature_val_gap(rows: list[dict]) -> list[dict]:
+    """Per precision of the cached frozen features: `evaluate`'s val accuracy of the kept checkpoint minus what
+    training recorded for it. Training scores cached features, `evaluate` the float32 network on the images, so the
+    two agree only where the cache holds what inference computes."""
+    gaps: dict[str, list[float]] = {}
+    for row in rows:
+        if row["cached_features"] and None not in (row["val_accuracy_best"], row["val_accuracy_evaluate"]):
+            gaps.setdefault(row["cached_features"], []).append(row["val_accuracy_evaluate"] - row["val_accuracy_best"])
+    return [{"features": k, **stats(v), "min": min(v), "max": max(v)} for k, v in sorted(gaps.items())]

@@ -196,6 +196,12 @@ def training_markdown(t: dict) -> str:
         lines.append(f"| {r['run']} | {r['device']} | {r['batch_size']} | {r['epochs_run']} / {r['epochs_planned']} | "
                      f"{r['best_epoch']} | {acc[0]} | {acc[1]} | {acc[2]} | {rate} | {r['wall_time_s']:.0f} | "
                      f"{r['parallel'] or '-'} | {stop} |")
+    if t.get("val_gap"):
+        lines += ["", "Runs on cached frozen-backbone features: `evaluate`'s val accuracy (the float32 network on the "
+                  "images) minus training's (on the cache), in pp.", "",
+                  "| cached features | runs | mean ± std | min | max |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {g['features']} | {g['n']} | {pct(g, signed=True)} | {pct(g['min'], signed=True)} | "
+                  f"{pct(g['max'], signed=True)} |" for g in t["val_gap"]]
     if t.get("shared_device"):
         lines += ["", "Runs trained side by side share the device: the sum of the first `parallel` runs' images/s "
                   "approximates what the device did in all (an upper bound where they did not fully overlap).", "",
