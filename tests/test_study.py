@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fer_explain.errors import UserError
 from test_training import QUICK, run_module, write_ferplus_npz
 from training.records import Record, select_pair
 from training.tables import cached_feature_val_gap, table2_per_class
@@ -404,3 +405,6 @@ def test_table4_leaves_out_the_flops_of_cuda_files_that_counted_the_lstm_twice(t
     text = table4_markdown(table)
     assert "| - (0.46) |" in text and "count the Bi-LSTM twice" in text
     assert "twice" not in table4_markdown(table4_cost(files[1:]))
+    (tmp_path / "gpu_bench.json").write_text('{"model": "m", "rows": []}')  # a bench file in the cost folder
+    with pytest.raises(UserError, match="gpu_bench.json: not a `fer_explain cost --json` file"):
+        table4_cost([*files, tmp_path / "gpu_bench.json"])

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_explain.classes import CLASSES
+from fer_explain.errors import UserError
 from training.records import Record, by_variant, trained_alike
 
 SUMMARY_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "mean_class_accuracy")
@@ -207,17 +208,20 @@ def table4_cost(cost_files: list[Path]) -> dict:
 
     rows = []
     for path in sorted(cost_files):
-        c = json.loads(path.read_text())
-        config = c["model_config"]
-        flops_ok = flops_trustworthy(c)
-        rows.append({"file": path.name, "backbone": config["backbone"], "variant": config["variant"],
-                     "device": c["device"], "precision": c["precision"], "cpu_threads": c["cpu_threads"],
-                     "params": c["params"]["total"], "gflops": c["gflops"] if flops_ok else None,
-                     "gflops_lstm": c["flops_lstm_analytic"] / 1e9,
-                     "latency_ms": c["latency_ms"], "images_per_s": c["images_per_s"],
-                     "peak_memory_mb": c["peak_memory_mb"], "peak_memory_batch": c["peak_memory_batch"],
-                     "torch": c["torch"]})
+        try:
+            rows.append(_cost_row(path, json.loads(path.read_text()), flops_trustworthy))
+        except (KeyError, TypeError, ValueError) as e:  # e.g. a bench file copied into the cost folder
+            raise UserError(f"{path}: not a `fer_explain cost --json` file ({type(e).__name__}: {e})") from None
     return {"rows": rows, "claims": CLAIMS["cost"]}
+
+
+def _cost_row(path: Path, c: dict, flops_trustworthy) -> dict:
+    config = c["model_config"]
+    return {"file": path.name, "backbone": config["backbone"], "variant": config["variant"], "device": c["device"],
+            "precision": c["precision"], "cpu_threads": c["cpu_threads"], "params": c["params"]["total"],
+            "gflops": c["gflops"] if flops_trustworthy(c) else None, "gflops_lstm": c["flops_lstm_analytic"] / 1e9,
+            "latency_ms": c["latency_ms"], "images_per_s": c["images_per_s"], "peak_memory_mb": c["peak_memory_mb"],
+            "peak_memory_batch": c["peak_memory_batch"], "torch": c["torch"]}
 
 
 def training_runs(records: list[Record], probe_files: list[Path]) -> dict:
