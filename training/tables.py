@@ -204,18 +204,18 @@ def table3_ablation(records: list[Record], split: str) -> dict:
 def table4_cost(cost_files: list[Path]) -> dict:
     import json
 
-    from fer_explain.cost import flops_trustworthy
-
     rows = []
     for path in sorted(cost_files):
         try:
-            rows.append(_cost_row(path, json.loads(path.read_text()), flops_trustworthy))
+            rows.append(_cost_row(path, json.loads(path.read_text())))
         except (KeyError, TypeError, ValueError) as e:  # e.g. a bench file copied into the cost folder
             raise UserError(f"{path}: not a `fer_explain cost --json` file ({type(e).__name__}: {e})") from None
     return {"rows": rows, "claims": CLAIMS["cost"]}
 
 
-def _cost_row(path: Path, c: dict, flops_trustworthy) -> dict:
+def _cost_row(path: Path, c: dict) -> dict:
+    from fer_explain.cost import flops_trustworthy
+
     config = c["model_config"]
     return {"file": path.name, "backbone": config["backbone"], "variant": config["variant"], "device": c["device"],
             "precision": c["precision"], "cpu_threads": c["cpu_threads"], "params": c["params"]["total"],
