@@ -1,8 +1,10 @@
-"""The latency tables (training.latency) from real files: `fer_explain bench --json` and `benchmarks/app_latency.py
---json`, both run here as subprocesses on a random-init resnet18; and app_latency's refusals of bad arguments."""
+"""The latency tables (training.latency) from real files: `fer_explain bench --json`, `benchmarks/app_latency.py
+--json` and `benchmarks/evaluate_speed.py --json`, all run here as subprocesses on a random-init resnet18; and the
+benchmark scripts' refusals of bad arguments."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fer_explain.errors import UserError
-from test_training import run_module
+from test_training import run_module, write_ferplus_npz
 from training.latency import latency_markdown, latency_tables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,6 +21,12 @@ REPO = Path(__file__).resolve().parents[1]
 def app_latency(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "benchmarks/app_latency.py", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=600)
+
+
+def evaluate_speed(*args: str, tmpdir: Path | None = None) -> subprocess.CompletedProcess:
+    env = None if tmpdir is None else {**os.environ, "TMPDIR": str(tmpdir)}
+    return subprocess.run([sys.executable, "benchmarks/evaluate_speed.py", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +66,7 @@ def test_tables_hold_what_the_files_measured(bench_folder):
 
 def test_a_file_of_neither_kind_is_refused(tmp_path):
     (tmp_path / "other.json").write_text('{"accuracy": 0.5}')
-    with pytest.raises(UserError, match="neither a `fer_explain bench --json`"):
+    with pytest.raises(UserError, match="not a file of `fer_explain bench --json`"):
         latency_tables([tmp_path / "other.json"])
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(UserError, match="not a readable JSON file"):
@@ -76,3 +84,37 @@ def test_a_file_of_neither_kind_is_refused(tmp_path):
 def test_app_latency_refuses_bad_arguments_before_starting(args, message):
     done = app_latency(*args)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_evaluate_speed_times_a_split_and_its_table_row_holds_the_file(tmp_path):
+    data = write_ferplus_npz(tmp_path / "ferplus", {"train_0": 1, "val": 1, "test": 3})  # 12 test images
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = evaluate_speed("--data", str(data), "--backbone", "resnet18", "--runs", "2", "--batch-size", "5",
+                          "--json", str(tmp_path / "bench/evaluate_resnet18.json"), tmpdir=scratch)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "bench/evaluate_resnet18.json").read_text())
+    assert result["n"] == 12 and result["split"] == "test" and result["batch_size"] == 5 and result["random_init"]
+    assert len(result["evaluate_s"]) == 2 and min(result["evaluate_s"]) <= result["median_s"] <= max(
+        result["evaluate_s"])
+    assert result["images_per_s"] == pytest.approx(12 / result["median_s"])
+    assert "predictions" not in result and "accuracy" not in result  # a random model's metrics say nothing
+    assert not list(scratch.glob("fer_evaluate_bench_*"))  # the random-init checkpoint is removed
+
+    t = latency_tables([tmp_path / "bench/evaluate_resnet18.json"])
+    assert t["bench"] == [] and t["app"] == [] and t["evaluate"][0]["median_s"] == result["median_s"]
+    line = next(row for row in latency_markdown(t, "results/bench/").splitlines()
+                if row.startswith("| resnet18 Bi-LSTM (random init) | cpu ("))
+    assert f"| test | 12 | 5 | {result['median_s']:.1f} (of 2) | {result['images_per_s']:.1f} |" in line
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--runs", "0"), "--runs must be at least 1"),
+    (("--batch-size", "0"), "--batch-size must be at least 1"),
+    (("--json", "."), "--json is a file to write"),
+    (("--split", "nosuch"), "nosuch"),
+])
+def test_evaluate_speed_refuses_bad_arguments(tmp_path, args, message):
+    data = write_ferplus_npz(tmp_path / "ferplus", {"train_0": 1, "val": 1, "test": 1})
+    done = evaluate_speed("--data", str(data), "--backbone", "resnet18", *args)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -73,7 +73,7 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
     (bench / "other.json").write_text('{"accuracy": 0.5}')  # not a bench file: refused before any table is written
     done = run_module("training.results", "--records", str(records), "--out", str(tmp_path / "r1"),
                       "--bench", str(bench), "--readme", str(readme))
-    assert done.returncode == 2 and "neither a `fer_explain bench --json`" in done.stderr
+    assert done.returncode == 2 and "not a file of `fer_explain bench --json`" in done.stderr
     assert not (tmp_path / "r1").exists()
     (bench / "other.json").unlink()
     done = run_module("fer_explain", "bench", "--backbone", "resnet18", "--device", "cpu", "--runs", "1", "--warmup",
@@ -408,3 +408,42 @@ def test_table4_leaves_out_the_flops_of_cuda_files_that_counted_the_lstm_twice(t
     (tmp_path / "gpu_bench.json").write_text('{"model": "m", "rows": []}')  # a bench file in the cost folder
     with pytest.raises(UserError, match="gpu_bench.json: not a `fer_explain cost --json` file"):
         table4_cost([*files, tmp_path / "gpu_bench.json"])
+
+
+def test_readme_cost_block_gives_each_model_once_with_trustworthy_flops_beside_the_claim(study, tmp_path):
+    from training.results import cli
+
+    cost = tmp_path / "cost"
+    cost.mkdir()
+    for name, device, variant, gflops, extra in (("cpu_r50_full.json", "cpu", "full", 8.79, {}),
+                                                 ("gpu_r50_full.json", "NVIDIA H200", "full", 9.41, {}),
+                                                 ("gpu_r50_base.json", "NVIDIA H200", "baseline", 8.18, {})):
+        lstm = 0 if variant == "baseline" else 0.62e9
+        parts = {"backbone": 23_508_032, "spatial_attention": 98, "sequence": 6_299_648 if lstm else 0}
+        (cost / name).write_text(json.dumps({
+            "model_config": {"backbone": "resnet50", "variant": variant}, "device": device, "precision": "x",
+            "cpu_threads": 2, "params": {"total": sum(parts.values()), **parts}, "gflops": gflops,
+            "flops_lstm_analytic": lstm, "latency_ms": {"1": 6.0}, "images_per_s": {"1": 160.0},
+            "peak_memory_mb": None, "peak_memory_batch": None, "torch": "2", **extra}))
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- results:start -->\nold\n<!-- results:end -->\ntext\n")
+    records = tmp_path / "runs"
+    records.mkdir()
+    with tarfile.open(study / "out/records.tar.gz") as tar:
+        tar.extractall(records, filter="data")
+    args = ["--records", str(records), "--cost", str(cost), "--out", str(tmp_path / "out"), "--readme", str(readme)]
+    assert cli(args) == 2 and not (tmp_path / "out").exists()  # no cost block to rewrite: refused before writing
+    readme.write_text("# x\n<!-- results:start -->\nold\n<!-- results:end -->\n<!-- cost:start -->\nold cost\n"
+                      "<!-- cost:end -->\ntail\n")
+    assert cli(args) == 0
+    text = readme.read_text()
+    block = text[text.index("<!-- cost:start -->"):text.index("<!-- cost:end -->")]
+    assert "old cost" not in block and text.endswith("<!-- cost:end -->\ntail\n")
+    rows = [line for line in block.splitlines() if line.startswith("| resnet50")]
+    # the CUDA file of the full model counted the LSTM twice (no flops_lstm_counter): the CPU file's figure is used
+    assert len(rows) == 2 and "9.41" not in block
+    assert rows[0].startswith("| resnet50 baseline | 23,508,130 | backbone 23.51M / spatial attention 98 | 8.18 |")
+    assert "| 8.79 = 8.17 counted + 0.62 Bi-LSTM (analytic) | [`cpu_r50_full.json`](results/cost/cpu_r50_full.json)" \
+        in rows[1] and "Bi-LSTM 6.30M" in rows[1]
+    assert "The paper claims 46.1M parameters and 15.3 GFLOPs. The network it describes (resnet50 Bi-LSTM) measures " \
+           "29.8M and 8.8 G." in block

@@ -4,7 +4,8 @@
 Bench files (they hold "rows"): per model, device and precision, the median (and 90th percentile) of one face's
 prediction, of the three explanations of the app, and of those with their faithfulness scores, plus faces/s at
 batch 64. App files (they hold "analyze_s"): start-up of `python app.py` until its first HTTP answer and the median
-`/analyze` and `/select_class` request through gradio_client.
+`/analyze` and `/select_class` request through gradio_client. Evaluate files (they hold "evaluate_s", from
+`python benchmarks/evaluate_speed.py --json`): a whole split through `fer_explain evaluate`'s code.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from fer_explain.errors import UserError
 
 PREDICT, FAITHFUL = "predict", "explain: three + faithfulness"
+_VARIANT = {"full": "Bi-LSTM", "baseline": "baseline"}
 
 
 def _row(rows: list[dict], name: str, batch: int = 1) -> dict | None:
@@ -26,27 +28,27 @@ def _together(rows: list[dict]) -> dict | None:
 
 
 def latency_tables(files: list[Path]) -> dict:
-    """{"bench": [...], "app": [...]}: one entry per file, in file-name order."""
-    bench, app = [], []
+    """{"bench": [...], "app": [...], "evaluate": [...]}: one entry per file, in file-name order."""
+    bench, app, evaluate = [], [], []
     for path in sorted(files):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise UserError(f"{path}: not a readable JSON file ({e})") from None
         try:
-            _add(path, data, bench, app)
+            _add(path, data, bench, app, evaluate)
         except (KeyError, TypeError) as e:  # a file of an older format, or edited by hand
-            raise UserError(f"{path}: lacks the field {e} that `bench --json` and `app_latency.py --json` "
-                            "write") from None
-    return {"bench": bench, "app": app}
+            raise UserError(f"{path}: lacks the field {e} that `bench --json`, `app_latency.py --json` and "
+                            "`evaluate_speed.py --json` write") from None
+    return {"bench": bench, "app": app, "evaluate": evaluate}
 
 
 def _times(row: dict | None) -> dict | None:
     return None if row is None else {"median_ms": row["median_ms"], "p90_ms": row["p90_ms"], "n": row["n"]}
 
 
-def _add(path: Path, data: dict, bench: list[dict], app: list[dict]) -> None:
-    """One file's table row, appended to `bench` or `app`; every field the tables print is read here."""
+def _add(path: Path, data: dict, bench: list[dict], app: list[dict], evaluate: list[dict]) -> None:
+    """One file's table row, appended to `bench`, `app` or `evaluate`; every field the tables print is read here."""
     if "rows" in data:
         rows = data["rows"]
         batch = max((r for r in rows if r["name"] == PREDICT), key=lambda r: r["batch"], default=None)
@@ -62,36 +64,64 @@ def _add(path: Path, data: dict, bench: list[dict], app: list[dict]) -> None:
                     "cpu_count": data["cpu_count"], "startup_s": data["startup_s"],
                     "analyze_median_s": data["analyze_median_s"], "analyze_runs": len(data["analyze_s"]) - 1,
                     "select_class_median_s": data["select_class_median_s"]})
+    elif "evaluate_s" in data:
+        evaluate.append({"file": path.name, "model": data["model"], "variant": data["variant"],
+                         "checkpoint": data["checkpoint"], "random_init": data["random_init"],
+                         "device": data["device_name"], "threads": data["torch_threads"], "split": data["split"],
+                         "n": data["n"], "batch_size": data["batch_size"], "median_s": data["median_s"],
+                         "runs": len(data["evaluate_s"]), "images_per_s": data["images_per_s"]})
     else:
-        raise UserError(f"{path}: neither a `fer_explain bench --json` nor a `benchmarks/app_latency.py --json` file")
+        raise UserError(f"{path}: not a file of `fer_explain bench --json`, `benchmarks/app_latency.py --json` or "
+                        "`benchmarks/evaluate_speed.py --json`")
 
 
 def _ms(row: dict | None) -> str:
     return "-" if row is None else f"{row['median_ms']:.1f} ({row['p90_ms']:.1f})"
 
 
+def _device(name: str, count: int, unit: str) -> str:
+    return f"{name} ({count} {unit})" if name == "cpu" else name
+
+
+def _table(intro: str, columns: list[str], text_columns: int, rows: list[list[str]]) -> list[str]:
+    """A Markdown table after its introduction; the first `text_columns` left-aligned, the figures then right, the
+    file link last."""
+    align = ["---"] * text_columns + ["---:"] * (len(columns) - text_columns - 1) + ["---"]
+    return [intro, "", f"| {' | '.join(columns)} |", f"|{'|'.join(align)}|", *(f"| {' | '.join(r)} |" for r in rows)]
+
+
 def latency_markdown(t: dict, folder: str = "bench/") -> str:
     """The tables without a heading (the README embeds them, `folder` = where the files are from there)."""
-    lines = ["Milliseconds per face: median of timed runs after warm-up (90th percentile in brackets); face detection "
-             "not included. The app's explanations: spatial attention, token saliency (IG) and Grad-CAM (a baseline: "
-             "the last two). Random-init models where marked: speed does not depend on the weights.", "",
-             "| model | device | precision | prediction, batch 1 | the app's explanations together | "
-             "… plus faithfulness | batch 64 faces/s | file |", "|---|---|---|---:|---:|---:|---:|---|"]
+    def link(row: dict) -> str:
+        return f"[`{row['file']}`]({folder}{row['file']})"
+
+    rows = []
     for r in t["bench"]:
-        device = f"{r['device']} ({r['threads']} threads)" if r["device"] == "cpu" else r["device"]
         fps = None if r["batch"] is None else r["batch"]["faces_per_s"]
         faces = "-" if fps is None else f"{fps:,.0f}" if fps >= 100 else f"{fps:.1f}"
-        model = r["model"] + (" (random init)" if r["random_init"] else "")
-        lines.append(f"| {model} | {device} | {r['precision']} | {_ms(r['predict'])} | {_ms(r['three'])} | "
-                     f"{_ms(r['faithful'])} | {faces} | [`{r['file']}`]({folder}{r['file']}) |")
+        rows.append([r["model"] + (" (random init)" if r["random_init"] else ""),
+                     _device(r["device"], r["threads"], "threads"), r["precision"], _ms(r["predict"]),
+                     _ms(r["three"]), _ms(r["faithful"]), faces, link(r)])
+    lines = _table("Milliseconds per face: median of timed runs after warm-up (90th percentile in brackets); face "
+                   "detection not included. The app's explanations: spatial attention, token saliency (IG) and Grad-CAM "
+                   "(a baseline: the last two). Random-init models where marked: speed does not depend on the weights.",
+                   ["model", "device", "precision", "prediction, batch 1", "the app's explanations together",
+                    "… plus faithfulness", "batch 64 faces/s", "file"], 3, rows)
     if t["app"]:
-        lines += ["", "The app (`/analyze`: one face, both models, three explanations each, faithfulness for the "
-                  "Bi-LSTM model; `/select_class`: another class's maps for both models):", "",
-                  "| checkpoints | device | start-up s | `/analyze` s (median) | `/select_class` s (median) | file |",
-                  "|---|---|---:|---:|---:|---|"]
-        for a in t["app"]:
-            device = f"{a['device']} ({a['cpu_count']} cores)" if a["device"] == "cpu" else a["device"]
-            lines.append(f"| {a['checkpoint']} + {a['baseline']} | {device} | {a['startup_s']:.1f} | "
-                         f"{a['analyze_median_s']:.2f} (of {a['analyze_runs']}) | {a['select_class_median_s']:.2f} | "
-                         f"[`{a['file']}`]({folder}{a['file']}) |")
+        rows = [[f"{a['checkpoint']} + {a['baseline']}", _device(a["device"], a["cpu_count"], "cores"),
+                 f"{a['startup_s']:.1f}", f"{a['analyze_median_s']:.2f} (of {a['analyze_runs']})",
+                 f"{a['select_class_median_s']:.2f}", link(a)] for a in t["app"]]
+        lines += ["", *_table("The app (`/analyze`: one face, both models, three explanations each, faithfulness "
+                              "for the Bi-LSTM model; `/select_class`: another class's maps for both models):",
+                              ["checkpoints", "device", "start-up s", "`/analyze` s (median)",
+                               "`/select_class` s (median)", "file"], 2, rows)]
+    if t.get("evaluate"):
+        rows = [[f"{e['model']} {_VARIANT.get(e['variant'], e['variant'])}"
+                 + (" (random init)" if e["random_init"] else f" (`{e['checkpoint']}`)"),
+                 _device(e["device"], e["threads"], "threads"), e["split"], f"{e['n']:,}", str(e["batch_size"]),
+                 f"{e['median_s']:.1f} (of {e['runs']})", f"{e['images_per_s']:.1f}", link(e)] for e in t["evaluate"]]
+        lines += ["", *_table("`python -m fer_explain evaluate` (its code, timed after the data are loaded and one "
+                              "warm-up batch; median over runs):",
+                              ["model", "device", "split", "images", "batch", "seconds (median)", "images/s", "file"],
+                              3, rows)]
     return "\n".join(lines) + "\n"

@@ -7,8 +7,9 @@ Writes table1_overall, table2_per_class, table3_ablation, table4_cost and traini
 selection.json (the pair chosen on validation), confusion matrices of that pair and validation curves per
 recipe/backbone (PNG), latency (.json + .md, from --bench's files) and results/README.md (an index and the answer
 to "does the Bi-LSTM help?"). With --readme, the block between `<!-- results:start -->` and `<!-- results:end -->`
-in that file is replaced by the same answer, and the one between `<!-- latency:start -->` and `<!-- latency:end -->`
-by the latency tables, so the README never drifts from the tables.
+in that file is replaced by the same answer, the one between `<!-- latency:start -->` and `<!-- latency:end -->`
+by the latency tables and the one between `<!-- cost:start -->` and `<!-- cost:end -->` by Table IV's sizes and FLOPs
+beside the paper's claim, so the README never drifts from the tables.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from training.records import Record, by_variant, load_records, select_pair
 
 MARKERS = ("<!-- results:start -->", "<!-- results:end -->")
 LATENCY_MARKERS = ("<!-- latency:start -->", "<!-- latency:end -->")
+COST_MARKERS = ("<!-- cost:start -->", "<!-- cost:end -->")
 OTHER_COMMANDS_TABLES = {
     "faithfulness.md": "written by `python -m training.faithfulness` (which explanation points at what the prediction "
                        "rests on)",
@@ -110,16 +112,17 @@ def main(args: argparse.Namespace) -> list[Path]:
 
     check_output_folder(args.out, "--out")
     bench_files = sorted(args.bench.glob("*.json")) if args.bench and args.bench.is_dir() else []
+    cost_files = sorted(args.cost.glob("*.json")) if args.cost and args.cost.is_dir() else []
     if args.readme:
         read_readme(args.readme)
-        if bench_files:
-            read_readme(args.readme, LATENCY_MARKERS)
+        for files, markers in ((bench_files, LATENCY_MARKERS), (cost_files, COST_MARKERS)):
+            if files:
+                read_readme(args.readme, markers)
     speed = latency.latency_tables(bench_files) if bench_files else None  # a bad file stops before anything is written
     records = load_records(args.records)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     split = args.split
-    cost_files = sorted(args.cost.glob("*.json")) if args.cost and args.cost.is_dir() else []
     probe_files = sorted(args.probes.glob("*.json")) if args.probes and args.probes.is_dir() else []
     try:
         pair = select_pair(records)
@@ -180,6 +183,9 @@ def main(args: argparse.Namespace) -> list[Path]:
         if speed is not None:
             update_readme(args.readme, "\n".join([LATENCY_MARKERS[0], latency.latency_markdown(speed, "results/bench/")
                                                   .rstrip("\n"), LATENCY_MARKERS[1]]), LATENCY_MARKERS)
+        if cost_files:
+            update_readme(args.readme, "\n".join([COST_MARKERS[0], tables_markdown.cost_summary_markdown(
+                t4, "results/cost/").rstrip("\n"), COST_MARKERS[1]]), COST_MARKERS)
         written.append(args.readme)
     return written
 

@@ -219,6 +219,7 @@ def _cost_row(path: Path, c: dict) -> dict:
     config = c["model_config"]
     return {"file": path.name, "backbone": config["backbone"], "variant": config["variant"], "device": c["device"],
             "precision": c["precision"], "cpu_threads": c["cpu_threads"], "params": c["params"]["total"],
+            "params_parts": {k: v for k, v in c["params"].items() if k != "total"},
             "gflops": c["gflops"] if flops_trustworthy(c) else None, "gflops_lstm": c["flops_lstm_analytic"] / 1e9,
             "latency_ms": c["latency_ms"], "images_per_s": c["images_per_s"], "peak_memory_mb": c["peak_memory_mb"],
             "peak_memory_batch": c["peak_memory_batch"], "torch": c["torch"]}

@@ -179,6 +179,33 @@ def table4_markdown(t: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+_PART_NAMES = {"sequence": "Bi-LSTM"}  # the model's attribute names (fer_explain/model.py) as the paper names them
+
+
+def cost_summary_markdown(t: dict, folder: str = "cost/") -> str:
+    """Table IV's size and FLOPs, once per model (they do not depend on the device), beside the paper's claim: the
+    README's cost block."""
+    firsts = {}
+    for r in t["rows"]:
+        if r["gflops"] is not None:
+            firsts.setdefault((r["backbone"], r["variant"]), r)
+    lines = ["| model | parameters | of which | GFLOPs at 224×224 | file |", "|---|---:|---|---:|---|"]
+    for (backbone, variant), r in sorted(firsts.items(), key=lambda kv: (kv[0][0] != "resnet50", kv[0])):
+        names = {k: _PART_NAMES.get(k, k.replace("_", " ")) for k in r["params_parts"]}
+        parts = " / ".join(f"{names[k]} {v / 1e6:.2f}M" if v >= 1e4 else f"{names[k]} {v}"
+                           for k, v in r["params_parts"].items() if v)
+        lstm = f" = {r['gflops'] - r['gflops_lstm']:.2f} counted + {r['gflops_lstm']:.2f} Bi-LSTM (analytic)" \
+            if r["gflops_lstm"] else ""
+        lines.append(f"| {backbone} {'Bi-LSTM' if variant == 'full' else variant} | {r['params']:,} | {parts or '-'} | "
+                     f"{r['gflops']:.2f}{lstm} | [`{r['file']}`]({folder}{r['file']}) |")
+    paper = firsts.get(("resnet50", "full"))
+    if paper is not None:
+        c = t["claims"]
+        lines += ["", f"The paper claims {c['params'] / 1e6:.1f}M parameters and {c['gflops']:.1f} GFLOPs. The network "
+                  f"it describes (resnet50 Bi-LSTM) measures {paper['params'] / 1e6:.1f}M and {paper['gflops']:.1f} G."]
+    return "\n".join(lines) + "\n"
+
+
 def training_markdown(t: dict) -> str:
     lines = ["# Training runs: throughput and wall time", "",
              "images/s: training images per second over the run's epochs (augmentation included, validation "
