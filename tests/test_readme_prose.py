@@ -1,0 +1,54 @@
+"""The README's prose quotes measured figures by hand (the status paragraph and its answer to "does the Bi-LSTM
+help?"). These tests fail when the files they come from change and the prose does not: a new shipped pair
+(results/shipped.json) or new runs behind results/*.md."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = json.loads((REPO / "results" / "shipped.json").read_text())["files"]
+MEAN_STD = re.compile(r"([+−-]?\d+(?:\.\d+)?) ± (\d+(?:\.\d+)?)")
+
+
+def status_text() -> str:
+    """The status blockquote, from its heading to the next section, as one line without the '>' markers."""
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index("> **Status"):readme.index("## Training")]
+    return " ".join(re.sub(r"^>", "", block, flags=re.M).split())
+
+
+def test_status_quotes_the_shipped_pairs_measured_figures():
+    full, base = SHIPPED["full"], SHIPPED["baseline"]
+    seed = {v: int(e["run"].rsplit("seed", 1)[1]) for v, e in SHIPPED.items()}
+    val = {v: json.loads((REPO / "results" / "runs" / e["run"] / "eval_val.json").read_text())["accuracy"]
+           for v, e in SHIPPED.items()}
+    f, b = full["evaluation"], base["evaluation"]
+    assert f["flip_tta"] and b["flip_tta"] and f["n"] == b["n"] == 3137
+    status = status_text()
+    for quote in (f"comes from `{full['run'].split('/')[0]}.yaml`",
+                  f"Bi-LSTM seed {seed['full']} (val {100 * val['full']:.2f} %), baseline seed {seed['baseline']} "
+                  f"(val {100 * val['baseline']:.2f} %)",
+                  f"gets **{100 * f['single_view_accuracy']:.1f} %** as `python -m fer_explain evaluate` measures it",
+                  f"and {100 * f['accuracy']:.1f} % with flip test-time augmentation",
+                  f"its baseline {100 * b['single_view_accuracy']:.1f} % and {100 * b['accuracy']:.1f} %",
+                  f"(mean class accuracy {100 * f['mean_class_accuracy']:.1f} % either way)"):
+        assert quote in status, quote
+
+
+def _decimals(number: str) -> int:
+    return len(number.split(".")[1]) if "." in number else 0
+
+
+def test_every_mean_and_std_the_status_quotes_is_in_a_regenerated_table():
+    """Each 'mean ± std' of the prose is one that training.results wrote (results/*.md), at the prose's rounding; the
+    sign is left out of the comparison since the prose says 'trails by' where the tables print a minus."""
+    written = [(abs(float(m.replace("−", "-"))), float(s))
+               for path in sorted((REPO / "results").glob("*.md")) for m, s in MEAN_STD.findall(path.read_text())]
+    quoted = MEAN_STD.findall(status_text())
+    assert len(quoted) >= 5  # the answer's figures are found at all
+    for mean, std in quoted:
+        target = (abs(float(mean.replace("−", "-"))), float(std))
+        assert any((round(m, _decimals(mean)), round(s, _decimals(std))) == target for m, s in written), \
+            f"{mean} ± {std} is in the README's status but in no results/*.md table: rewrite the prose"
