@@ -52,3 +52,13 @@ def test_every_mean_and_std_the_status_quotes_is_in_a_regenerated_table():
         target = (abs(float(mean.replace("−", "-"))), float(std))
         assert any((round(m, _decimals(mean)), round(s, _decimals(std))) == target for m, s in written), \
             f"{mean} ± {std} is in the README's status but in no results/*.md table: rewrite the prose"
+
+
+def test_status_counts_the_runs_behind_the_cached_feature_val_gap():
+    """The prose gives the bfloat16 and float32 cached-feature runs' val gap with their run counts, which grow with
+    every CPU run."""
+    gaps = json.loads((REPO / "results" / "training_runs.json").read_text())["val_gap"]
+    status = status_text()
+    assert gaps
+    for gap in gaps:
+        assert f"{gap['n']} runs" in status, f"{gap['features']}: {gap['n']} runs"
