@@ -33,4 +33,3 @@ def test_shipped_pair_fits_the_budget_and_loads_as_named():
     assert sum(e["bytes"] for e in SHIPPED.values()) <= 40_000_000
     for variant, entry in SHIPPED.items():
         assert load_checkpoint(REPO / "checkpoints" / entry["file"], "cpu").config.variant == variant
-
