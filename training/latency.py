@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from fer_explain.errors import UserError
+from training.tables_markdown import markdown_table
 
 PREDICT, FAITHFUL = "predict", "explain: three + faithfulness"
 _VARIANT = {"full": "Bi-LSTM", "baseline": "baseline"}
@@ -83,13 +84,6 @@ def _device(name: str, count: int, unit: str) -> str:
     return f"{name} ({count} {unit})" if name == "cpu" else name
 
 
-def _table(intro: str, columns: list[str], text_columns: int, rows: list[list[str]]) -> list[str]:
-    """A Markdown table after its introduction; the first `text_columns` left-aligned, the figures then right, the
-    file link last."""
-    align = ["---"] * text_columns + ["---:"] * (len(columns) - text_columns - 1) + ["---"]
-    return [intro, "", f"| {' | '.join(columns)} |", f"|{'|'.join(align)}|", *(f"| {' | '.join(r)} |" for r in rows)]
-
-
 def latency_markdown(t: dict, folder: str = "bench/") -> str:
     """The tables without a heading (the README embeds them, `folder` = where the files are from there)."""
     def link(row: dict) -> str:
@@ -102,26 +96,28 @@ def latency_markdown(t: dict, folder: str = "bench/") -> str:
         rows.append([r["model"] + (" (random init)" if r["random_init"] else ""),
                      _device(r["device"], r["threads"], "threads"), r["precision"], _ms(r["predict"]),
                      _ms(r["three"]), _ms(r["faithful"]), faces, link(r)])
-    lines = _table("Milliseconds per face: median of timed runs after warm-up (90th percentile in brackets); face "
-                   "detection not included. The app's explanations: spatial attention, token saliency (IG) and Grad-CAM "
-                   "(a baseline: the last two). Random-init models where marked: speed does not depend on the weights.",
-                   ["model", "device", "precision", "prediction, batch 1", "the app's explanations together",
-                    "… plus faithfulness", "batch 64 faces/s", "file"], 3, rows)
+    lines = markdown_table(
+        "Milliseconds per face: median of timed runs after warm-up (90th percentile in brackets); face detection not "
+        "included. The app's explanations: spatial attention, token saliency (IG) and Grad-CAM (a baseline: the last "
+        "two). Random-init models where marked: speed does not depend on the weights.",
+        ["model", "device", "precision", "prediction, batch 1", "the app's explanations together",
+         "… plus faithfulness", "batch 64 faces/s", "file"], "lllrrrrl", rows)
     if t["app"]:
         rows = [[f"{a['checkpoint']} + {a['baseline']}", _device(a["device"], a["cpu_count"], "cores"),
                  f"{a['startup_s']:.1f}", f"{a['analyze_median_s']:.2f} (of {a['analyze_runs']})",
                  f"{a['select_class_median_s']:.2f}", link(a)] for a in t["app"]]
-        lines += ["", *_table("The app (`/analyze`: one face, both models, three explanations each, faithfulness "
-                              "for the Bi-LSTM model; `/select_class`: another class's maps for both models):",
-                              ["checkpoints", "device", "start-up s", "`/analyze` s (median)",
-                               "`/select_class` s (median)", "file"], 2, rows)]
+        lines += ["", *markdown_table(
+            "The app (`/analyze`: one face, both models, three explanations each, faithfulness for the Bi-LSTM model; "
+            "`/select_class`: another class's maps for both models):",
+            ["checkpoints", "device", "start-up s", "`/analyze` s (median)", "`/select_class` s (median)", "file"],
+            "llrrrl", rows)]
     if t.get("evaluate"):
         rows = [[f"{e['model']} {_VARIANT.get(e['variant'], e['variant'])}"
                  + (" (random init)" if e["random_init"] else f" (`{e['checkpoint']}`)"),
                  _device(e["device"], e["threads"], "threads"), e["split"], f"{e['n']:,}", str(e["batch_size"]),
                  f"{e['median_s']:.1f} (of {e['runs']})", f"{e['images_per_s']:.1f}", link(e)] for e in t["evaluate"]]
-        lines += ["", *_table("`python -m fer_explain evaluate` (its code, timed after the data are loaded and one "
-                              "warm-up batch; median over runs):",
-                              ["model", "device", "split", "images", "batch", "seconds (median)", "images/s", "file"],
-                              3, rows)]
+        lines += ["", *markdown_table(
+            "`python -m fer_explain evaluate` (its code, timed after the data are loaded and one warm-up batch; median "
+            "over runs):", ["model", "device", "split", "images", "batch", "seconds (median)", "images/s", "file"],
+            "lllrrrrl", rows)]
     return "\n".join(lines) + "\n"

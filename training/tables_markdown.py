@@ -22,6 +22,12 @@ def pct(value, signed: bool = False) -> str:
     return "-" if value is None else f"{100 * value:{'+' if signed else ''}.2f}"
 
 
+def markdown_table(intro: str, columns: list[str], align: str, rows: list[list[str]]) -> list[str]:
+    """A Markdown table after its one-paragraph introduction; `align` has one letter per column, l(eft) or r(ight)."""
+    rule = "|".join("---:" if a == "r" else "---" for a in align)
+    return [intro, "", f"| {' | '.join(columns)} |", f"|{rule}|", *(f"| {' | '.join(r)} |" for r in rows)]
+
+
 def seeds_cell(n: int, time_limited: int) -> str:
     """A table's seed count, with how many of those runs the time limit stopped early."""
     return f"{n}" + (f" ({time_limited} cut by the time limit)" if time_limited else "")
@@ -224,17 +230,18 @@ def training_markdown(t: dict) -> str:
                      f"{r['best_epoch']} | {acc[0]} | {acc[1]} | {acc[2]} | {rate} | {r['wall_time_s']:.0f} | "
                      f"{r['parallel'] or '-'} | {stop} |")
     if t.get("val_gap"):
-        lines += ["", "Runs on cached frozen-backbone features: `evaluate`'s val accuracy (the float32 network on the "
-                  "images) minus training's (on the cache), in pp.", "",
-                  "| cached features | runs | mean ± std | min | max |", "|---|---:|---:|---:|---:|"]
-        lines += [f"| {g['features']} | {g['n']} | {pct(g, signed=True)} | {pct(g['min'], signed=True)} | "
-                  f"{pct(g['max'], signed=True)} |" for g in t["val_gap"]]
+        lines += ["", *markdown_table(
+            "Runs on cached frozen-backbone features: `evaluate`'s val accuracy (the float32 network on the images) "
+            "minus training's (on the cache), in pp.", ["cached features", "runs", "mean ± std", "min", "max"], "lrrrr",
+            [[g["features"], str(g["n"]), pct(g, signed=True), pct(g["min"], signed=True), pct(g["max"], signed=True)]
+             for g in t["val_gap"]])]
     if t.get("shared_device"):
-        lines += ["", "Runs trained side by side share the device: the sum of the first `parallel` runs' images/s "
-                  "approximates what the device did in all (an upper bound where they did not fully overlap).", "",
-                  "| recipe | backbone | device | parallel | runs | sum of images/s |", "|---|---|---|---:|---:|---:|"]
-        lines += [f"| {g['recipe']} | {g['backbone']} | {g['device']} | {g['parallel']} | {g['runs']} | "
-                  f"{g['sum_images_per_s']:.0f} |" for g in t["shared_device"]]
+        lines += ["", *markdown_table(
+            "Runs trained side by side share the device: the sum of the first `parallel` runs' images/s approximates "
+            "what the device did in all (an upper bound where they did not fully overlap).",
+            ["recipe", "backbone", "device", "parallel", "runs", "sum of images/s"], "lllrrr",
+            [[g["recipe"], g["backbone"], g["device"], str(g["parallel"]), str(g["runs"]),
+              f"{g['sum_images_per_s']:.0f}"] for g in t["shared_device"]])]
     if t["probes"]:
         lines += ["", "## Throughput probes (`python -m training.throughput`)", "",
                   "| backbone | variant | device | batch | precision | compiled | images/s |",
