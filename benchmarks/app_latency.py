@@ -28,16 +28,9 @@ PHOTO = REPO / "examples" / "astronaut.png"
 
 
 def random_pair(backbone: str, folder: Path) -> tuple[Path, Path]:
-    import torch
+    from fer_explain.bench import random_checkpoint_file
 
-    from fer_explain.checkpoint import save_checkpoint
-    from fer_explain.config import ModelConfig, Preprocessing
-    from fer_explain.model import build_model
-
-    torch.manual_seed(0)
-    return tuple(save_checkpoint(folder / f"{backbone}_{v}.safetensors",
-                                 build_model(ModelConfig(backbone=backbone, variant=v)).eval(), Preprocessing())
-                 for v in ("full", "baseline"))
+    return tuple(random_checkpoint_file(backbone, variant, folder) for variant in ("full", "baseline"))
 
 
 def main() -> None:
@@ -62,6 +55,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="fer_app_bench_"))
     try:
         result = measure(args, tmp)
+    except UserError as e:  # e.g. an unknown --backbone
+        p.error(str(e))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # a random-init resnet50 pair is ~220 MB
     if args.json:

@@ -38,29 +38,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def random_checkpoint(backbone: str, folder: Path) -> Path:
-    import torch
-
-    from fer_explain.checkpoint import save_checkpoint
-    from fer_explain.config import ModelConfig, Preprocessing
-    from fer_explain.model import build_model
-
-    torch.manual_seed(0)
-    return save_checkpoint(folder / f"{backbone}_full.safetensors",
-                           build_model(ModelConfig(backbone=backbone, variant="full")).eval(), Preprocessing())
-
-
 def measure(args, tmp: Path) -> dict:
     import torch
 
+    from fer_explain.bench import random_checkpoint_file
+    from fer_explain.device import pick_device
     from fer_explain.evaluate import (default_batch_size, evaluation_record, load_classifier, load_evaluation_split,
                                       predict_probabilities)
-    from fer_explain.device import pick_device
 
     device = pick_device(args.device)
     batch_size = args.batch_size or default_batch_size(device)
     dataset = load_evaluation_split(args.data, args.split, args.data_format)  # before minutes of model building
-    ckpt = load_classifier(args.checkpoint or random_checkpoint(args.backbone, tmp), device)
+    ckpt = load_classifier(args.checkpoint or random_checkpoint_file(args.backbone, "full", tmp), device)
     load_before = os.getloadavg()[0]
     warm = SimpleNamespace(images=dataset.images[:batch_size])  # first-call costs (allocator, oneDNN/cuDNN plans)
     predict_probabilities(ckpt.model, warm, ckpt.preprocessing, device, batch_size, progress=False)

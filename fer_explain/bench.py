@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="also write the results to this JSON file")
 
 
-def _random_checkpoint(backbone: str, variant: str):
+def random_checkpoint(backbone: str, variant: str):
+    """A random-init model as a Checkpoint (speed does not depend on the weights); a bad name is a UserError."""
     from fer_explain.checkpoint import Checkpoint
     from fer_explain.config import ModelConfig, Preprocessing
     from fer_explain.model import build_model
@@ -47,6 +48,17 @@ def _random_checkpoint(backbone: str, variant: str):
     except ValueError as e:
         raise UserError(str(e)) from None
     return Checkpoint(model, config, Preprocessing(), {"random_init": True}, Path(f"<random-init {backbone}>"))
+
+
+def random_checkpoint_file(backbone: str, variant: str, folder: Path) -> Path:
+    """`random_checkpoint` (seeded) saved in `folder`, for benchmarks of commands that read a checkpoint file."""
+    import torch
+
+    from fer_explain.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = random_checkpoint(backbone, variant)
+    return save_checkpoint(Path(folder) / f"{backbone}_{variant}.safetensors", ckpt.model, ckpt.preprocessing)
 
 
 def _timings(fn, runs: int, warmup: int, sync) -> list[float]:
@@ -136,7 +148,7 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.backbone:
-        source = _random_checkpoint(args.backbone, args.variant)
+        source = random_checkpoint(args.backbone, args.variant)
     elif args.checkpoint:
         source = args.checkpoint
     else:

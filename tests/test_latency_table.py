@@ -80,6 +80,7 @@ def test_a_file_of_neither_kind_is_refused(tmp_path):
     (("--runs", "0"), "--runs must be at least 1"),
     (("--checkpoint", "a.safetensors"), "give --checkpoint and --baseline together"),
     (("--json", "."), "--json is a file to write"),
+    (("--backbone", "nosuch"), "unknown backbone 'nosuch'"),
 ])
 def test_app_latency_refuses_bad_arguments_before_starting(args, message):
     done = app_latency(*args)
@@ -113,6 +114,7 @@ def test_evaluate_speed_times_a_split_and_its_table_row_holds_the_file(tmp_path)
     (("--batch-size", "0"), "--batch-size must be at least 1"),
     (("--json", "."), "--json is a file to write"),
     (("--split", "nosuch"), "nosuch"),
+    (("--backbone", "nosuch"), "unknown backbone 'nosuch'"),
 ])
 def test_evaluate_speed_refuses_bad_arguments(tmp_path, args, message):
     data = write_ferplus_npz(tmp_path / "ferplus", {"train_0": 1, "val": 1, "test": 1})
