@@ -10,11 +10,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from scipy.stats import ttest_rel
 
 from fer_explain.errors import UserError
 from test_training import QUICK, run_module, write_ferplus_npz
 from training.records import Record, select_pair
-from training.tables import cached_feature_val_gap, table2_per_class
+from training.tables import cached_feature_val_gap, table2_per_class, table3_ablation
 from training.tables_markdown import table2_markdown
 from training.verdicts import bilstm_answer
 
@@ -313,6 +314,29 @@ def test_the_val_gap_of_cached_features_is_summarised_per_precision():
     assert fp32["std"] is None and fp32["mean"] == 0
 
 
+def test_ablation_with_two_or_more_seeds_is_judged_by_a_paired_t_test_of_its_differences():
+    """One early-stopped seed can make a variant's mean difference far exceed the band from the full model's spread
+    while its own spread shows it is noise: the t-test on the differences sees that, the band does not."""
+    from training.verdicts import ablation_answer
+
+    full = {0: _record("full", 0, 0.77, 0.776), 1: _record("full", 1, 0.77, 0.780), 2: _record("full", 2, 0.77, 0.772)}
+    unstable = {0: _record("full_no_spatial", 0, 0.77, 0.7716), 1: _record("full_no_spatial", 1, 0.67, 0.6742)}
+    steady = {s: _record("full_no_class_weighting", s, 0.83, r.evals["test"]["accuracy"] + 0.0526 + 0.004 * s)
+              for s, r in full.items()}
+    table = table3_ablation(list(full.values()) + list(unstable.values()) + list(steady.values()), "test")
+    rows = {r["variant"]: r for r in table["groups"][0]["rows"]}
+    d = rows["full_no_spatial"]["vs_full"]["accuracy"]
+    assert d["seeds"] == [0, 1] and d["mean"] == pytest.approx(-0.0551)
+    assert d["p_value"] == pytest.approx(ttest_rel([0.7716, 0.6742], [0.776, 0.780]).pvalue)
+    assert rows["full"]["vs_full"] is None and rows["full_no_class_weighting"]["vs_full"]["accuracy"]["p_value"] < 0.05
+    text = ablation_answer(table)
+    # the band (t·√2·σ/√2 = 1.72 pp for σ = 0.40 pp) would call -5.51 pp beyond seed noise
+    assert "(`full_no_spatial`) -5.51 ± 7.17 pp (within seed noise), macro F1" in text
+    assert f"(seeds 0, 1; paired t-test p = {d['p_value']:.2g})" in text and f"{d['p_value']:.2g}" == "0.47"
+    assert "(`full_no_class_weighting`) +5.66 ± 0.40 pp (beyond seed noise)" in text
+    assert "two-sided paired t-test" in text and "t·√2·σ/√n" not in text  # no one-seed variant: no band
+
+
 def test_per_class_differences_use_only_the_seeds_both_variants_have():
     records = [_record("full", 0, 0.5, 0.60)] + [_record("baseline", s, 0.5, 0.50 + 0.1 * s) for s in range(3)]
     group = table2_per_class(records, "test")["groups"][0]
@@ -343,9 +367,10 @@ def test_ablation_answer_judges_one_seed_against_the_full_models_spread():
     text = ablation_answer(table)
     assert "(`full_no_spatial`) -2.00 pp (within seed noise), macro F1 +4.00 pp (seed 0)" in text
     assert "(`full_no_channel`) -2.50 pp (beyond seed noise), macro F1 +5.00 pp (seed 0)" in text
-    # -1.80 would be noise for one seed, but not as the mean of two
+    # -1.80 would be noise for one seed, but not as the mean of two (no t-test in these hand-made figures)
     assert "(`full_no_class_weighting`) -1.80 ± 0.10 pp (beyond seed noise) (seeds 0, 1)" in text
     assert "t = 4.30" in text and "2.07 pp for 1 seed, 1.46 pp for 2 seeds." in text
+    assert "paired t-test" not in text
     assert "mean class accuracy" not in text  # absent metric: not reported
     assert ablation_answer({"split": "test", "groups": []}) == ""
 

@@ -9,7 +9,8 @@
                        time limit stopped at unequal epochs are left out of the paired figures
                        (training.records.trained_alike) and compared on validation at the last epoch both reached
                        instead
-    table3_ablation    Table III shape: every variant of a recipe/backbone that has ablation runs
+    table3_ablation    Table III shape: every variant of a recipe/backbone that has ablation runs, and each one's
+                       difference from the full model on the seeds both have, with a paired t-test where there are two
     table4_cost        Table IV shape: parameters, FLOPs, latency at batch 1 and 64, peak GPU memory, from the JSON
                        files `python -m fer_explain cost --json` wrote, one row per model and device
     training_runs      per run: device, concurrency, epochs, best epoch, images/s, wall time; and the throughput probes
@@ -92,32 +93,38 @@ def matched_epoch_val(full: dict[int, Record], baseline: dict[int, Record]) -> d
     return {"rows": rows, **stats([r["difference"] for r in rows])}
 
 
+def _paired_t_test(diffs: list[float]) -> dict:
+    """Two-sided paired t-test of per-seed differences against 0 (scipy.stats.ttest_1samp, the same test as
+    ttest_rel on the two lists); t and p are None, with a note saying why, under 2 seeds or with zero variance."""
+    from scipy.stats import ttest_1samp
+
+    if len(diffs) < 2:
+        return {"t": None, "p_value": None,
+                "note": f"n = {len(diffs)} paired seed(s): a paired t-test needs at least 2, so no p-value"}
+    if np.ptp(diffs) == 0:  # scipy gives nan for all-zero differences but p = 0 for equal non-zero ones
+        return {"t": None, "p_value": None,
+                "note": "the differences are identical on every seed (zero variance): the t-test is undefined"}
+    result = ttest_1samp(diffs, 0.0)
+    return {"t": float(result.statistic), "p_value": float(result.pvalue), "note": None}
+
+
 def _seed_differences(runs: dict[int, Record], reference: dict[int, Record], split: str, metric: str) -> dict:
-    """runs - reference on each seed both evaluated on `split`: mean ± std over those seeds, and the seeds."""
+    """runs - reference on each seed both evaluated on `split`: mean ± std over those seeds, the seeds, and a paired
+    t-test of the differences (which, unlike a band from the reference's spread alone, counts both runs' spread)."""
     seeds = _paired_seeds(runs, reference, split)
-    return {"seeds": seeds, **stats([_metrics(runs[s], split)[metric] - _metrics(reference[s], split)[metric]
-                                     for s in seeds])}
+    diffs = [_metrics(runs[s], split)[metric] - _metrics(reference[s], split)[metric] for s in seeds]
+    return {"seeds": seeds, **stats(diffs), **_paired_t_test(diffs)}
 
 
 def _paired(full: dict[int, Record], baseline: dict[int, Record], split: str, metric: str) -> dict:
-    from scipy.stats import ttest_rel
-
     seeds = _paired_seeds(full, baseline, split)
     a = [_metrics(full[s], split)[metric] for s in seeds]
     b = [_metrics(baseline[s], split)[metric] for s in seeds]
     diffs = [x - y for x, y in zip(a, b)]
-    out = {"seeds": seeds, "full": a, "baseline": b, "differences": diffs, **stats(diffs),
-           "favouring_bilstm": sum(d > 0 for d in diffs), "ties": sum(d == 0 for d in diffs),
-           "t": None, "p_value": None, "p_holm": None, "family_size": None, "note": None}
-    if len(seeds) < 2:
-        out["note"] = f"n = {len(seeds)} paired seed(s): a paired t-test needs at least 2, so no p-value"
-        return out
-    if np.ptp(diffs) == 0:  # scipy gives nan for all-zero differences but p = 0 for equal non-zero ones
-        out["note"] = "the differences are identical on every seed (zero variance): the t-test is undefined"
-        return out
-    result = ttest_rel(a, b)
-    out["t"], out["p_value"] = float(result.statistic), float(result.pvalue)
-    return out
+    test = _paired_t_test(diffs)
+    return {"seeds": seeds, "full": a, "baseline": b, "differences": diffs, **stats(diffs),
+            "favouring_bilstm": sum(d > 0 for d in diffs), "ties": sum(d == 0 for d in diffs),
+            "t": test["t"], "p_value": test["p_value"], "p_holm": None, "family_size": None, "note": test["note"]}
 
 
 def holm_adjust(effects: list[dict]) -> None:

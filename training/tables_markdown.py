@@ -145,7 +145,8 @@ def table3_markdown(t: dict) -> str:
     if t["groups"]:
         lines += ["", "Δ vs full: the variant minus the full model on the seeds both have (listed), in pp; mean ± "
                   "std when there are several. Whether a Δ is beyond seed noise is judged in the Ablation section "
-                  "of results/README.md, against the full model's spread over seeds (t·√2·σ/√n)."]
+                  "of results/README.md: by a paired t-test of the per-seed differences where there are two or more "
+                  "seeds (its p is in table3_ablation.json), else against the full model's spread (t·√2·σ/√n)."]
     else:
         lines += ["", "No ablation runs yet."]
     return "\n".join(lines) + "\n"

@@ -92,22 +92,28 @@ def noise_band(full_accuracy: dict) -> float | None:
 
 
 def ablation_answer(table3: dict) -> str:
-    """What removing each part does: each ablation's accuracy minus the full model's on the same seeds, judged
-    against noise_band. One paragraph per recipe/backbone; '' when there is no ablation."""
+    """What removing each part does: each ablation's accuracy minus the full model's on the same seeds. Judged by a
+    paired t-test of the per-seed differences where there are two or more, since the variant's own spread over seeds
+    can be far larger than the full model's (a run that early stopping ends at epoch 4); with one seed, against
+    noise_band, the only spread there is. One paragraph per recipe/backbone; '' when there is no ablation."""
     split, parts = table3["split"], []
     for g in table3["groups"]:
         rows = {r["variant"]: r for r in g["rows"]}
         full = rows["full"][split]["accuracy"] if "full" in rows else {"std": None, "n": 0}
         band = noise_band(full)
-        bands_used = set()
+        bands_used, tested = set(), False
         items = []
         for variant, r in rows.items():
             d = (r["vs_full"] or {}).get("accuracy")
             if variant in ("full", "baseline") or d is None or d["mean"] is None:
                 continue
             seeds = d["seeds"]
-            verdict = ""
-            if band is not None:
+            verdict, test = "", ""
+            if d.get("p_value") is not None:
+                tested = True
+                verdict = " (within seed noise)" if d["p_value"] >= 0.05 else " (beyond seed noise)"
+                test = f"; paired t-test p = {_p(d['p_value'])}"
+            elif band is not None:
                 bands_used.add(len(seeds))
                 within = abs(d["mean"]) < band / len(seeds) ** 0.5
                 verdict = " (within seed noise)" if within else " (beyond seed noise)"
@@ -117,14 +123,18 @@ def ablation_answer(table3: dict) -> str:
                       if (r["vs_full"].get(m) or {}).get("mean") is not None]
             items.append(f"{r['description']} (`{variant}`) {pct(d, True)} pp{verdict}"
                          + "".join(f", {o}" for o in others)
-                         + f" ({'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, seeds))})")
+                         + f" ({'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, seeds))}{test})")
         if not items:
             continue
-        noise = "" if band is None else (
-            " A difference counts as seed noise when it is under t·√2·σ/√n: σ is the full model's std over its "
-            f"{full['n']} seeds ({pct(full['std'])} pp), t = {t_quantile_95(full['n']):.2f} the two-sided 95 % "
-            f"Student-t quantile for {full['n'] - 1} degrees of freedom (a σ from {full['n']} seeds is itself "
-            "uncertain), and n the seeds the difference is a mean of: "
+        noise = "" if not tested else (
+            " With two or more seeds the verdict is a two-sided paired t-test of the per-seed differences (beyond "
+            "seed noise when p < 0.05; each variant on its own, not corrected for the variants compared), which "
+            "counts the variant's spread over seeds as well as the full model's.")
+        noise += "" if not bands_used else (
+            f" {'Where there is no t-test (one seed), a' if tested else 'A'} difference counts as seed noise when "
+            f"it is under t·√2·σ/√n: σ is the full model's std over its {full['n']} seeds ({pct(full['std'])} pp), "
+            f"t = {t_quantile_95(full['n']):.2f} the two-sided 95 % Student-t quantile for {full['n'] - 1} degrees of "
+            f"freedom (a σ from {full['n']} seeds is itself uncertain), and n the seeds the difference is a mean of: "
             + ", ".join(f"{pct(band / n ** 0.5)} pp for {n} seed{'s' if n > 1 else ''}" for n in sorted(bands_used))
             + ".")
         parts.append(f"**Ablation, {g['recipe']} recipe, {g['backbone']}** ({split} accuracy minus the full model's "
