@@ -54,6 +54,18 @@ def test_every_mean_and_std_the_status_quotes_is_in_a_regenerated_table():
             f"{mean} ± {std} is in the README's status but in no results/*.md table: rewrite the prose"
 
 
+def test_every_p_value_the_status_quotes_is_one_a_regenerated_answer_prints():
+    """The prose's p-values (paired t-tests, Holm-adjusted ones) are copied from results/README.md's answers, as
+    printed there: a rounding of its own (0.0085 quoted as 0.008) or a p from older runs fails."""
+    written = " ".join(path.read_text() for path in sorted((REPO / "results").glob("*.md")))
+    status = status_text()
+    quoted = re.findall(r"p = (\d\.\d+)", status) + re.findall(r"(\d\.\d+) after Holm", status)
+    assert len(quoted) >= 5
+    for p in quoted:
+        assert f"p = {p}" in written or f"{p} after Holm" in written, \
+            f"p = {p} is in the README's status but in no results/*.md answer: rewrite the prose"
+
+
 def test_status_counts_the_runs_behind_the_cached_feature_val_gap():
     """The prose gives the bfloat16 and float32 cached-feature runs' val gap with their run counts, which grow with
     every CPU run."""

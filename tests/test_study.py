@@ -335,6 +335,12 @@ def test_ablation_with_two_or_more_seeds_is_judged_by_a_paired_t_test_of_its_dif
     assert f"(seeds 0, 1; paired t-test p = {d['p_value']:.2g})" in text and f"{d['p_value']:.2g}" == "0.47"
     assert "(`full_no_class_weighting`) +5.66 ± 0.40 pp (beyond seed noise)" in text
     assert "two-sided paired t-test" in text and "t·√2·σ/√n" not in text  # no one-seed variant: no band
+    one_seed = _record("full_no_channel", 0, 0.77, 0.7560)  # -2.00 pp against a 2.43 pp band (σ = 0.40 pp)
+    text = ablation_answer(table3_ablation([*full.values(), *unstable.values(), one_seed], "test"))
+    assert "(`full_no_channel`) -2.00 pp (within seed noise), macro F1 -2.00 pp, mean class accuracy -2.00 pp (seed 0)" \
+        in text
+    assert "Without a t-test (one seed, or no spread), a difference counts as seed noise when it is under t·√2·σ/√n" \
+        in text and "2.43 pp for 1 seed." in text
 
 
 def test_per_class_differences_use_only_the_seeds_both_variants_have():

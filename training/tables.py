@@ -10,7 +10,7 @@
                        (training.records.trained_alike) and compared on validation at the last epoch both reached
                        instead
     table3_ablation    Table III shape: every variant of a recipe/backbone that has ablation runs, and each one's
-                       difference from the full model on the seeds both have, with a paired t-test where there are two
+                       difference from the full model on the seeds both have, with a paired t-test from two seeds on
     table4_cost        Table IV shape: parameters, FLOPs, latency at batch 1 and 64, peak GPU memory, from the JSON
                        files `python -m fer_explain cost --json` wrote, one row per model and device
     training_runs      per run: device, concurrency, epochs, best epoch, images/s, wall time; and the throughput probes
