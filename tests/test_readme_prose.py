@@ -37,6 +37,11 @@ def test_status_quotes_the_shipped_pairs_measured_figures():
         assert quote in status, quote
 
 
+def results_markdown() -> str:
+    """Every results/*.md that training.results writes, as one text."""
+    return "\n".join(path.read_text() for path in sorted((REPO / "results").glob("*.md")))
+
+
 def _decimals(number: str) -> int:
     return len(number.split(".")[1]) if "." in number else 0
 
@@ -44,8 +49,7 @@ def _decimals(number: str) -> int:
 def test_every_mean_and_std_the_status_quotes_is_in_a_regenerated_table():
     """Each 'mean ± std' of the prose is one that training.results wrote (results/*.md), at the prose's rounding; the
     sign is left out of the comparison since the prose says 'trails by' where the tables print a minus."""
-    written = [(abs(float(m.replace("−", "-"))), float(s))
-               for path in sorted((REPO / "results").glob("*.md")) for m, s in MEAN_STD.findall(path.read_text())]
+    written = [(abs(float(m.replace("−", "-"))), float(s)) for m, s in MEAN_STD.findall(results_markdown())]
     quoted = MEAN_STD.findall(status_text())
     assert len(quoted) >= 5  # the answer's figures are found at all
     for mean, std in quoted:
@@ -57,7 +61,7 @@ def test_every_mean_and_std_the_status_quotes_is_in_a_regenerated_table():
 def test_every_p_value_the_status_quotes_is_one_a_regenerated_answer_prints():
     """The prose's p-values (paired t-tests, Holm-adjusted ones) are copied from results/README.md's answers, as
     printed there: a rounding of its own (0.0085 quoted as 0.008) or a p from older runs fails."""
-    written = " ".join(path.read_text() for path in sorted((REPO / "results").glob("*.md")))
+    written = results_markdown()
     status = status_text()
     quoted = re.findall(r"p = (\d\.\d+)", status) + re.findall(r"(\d\.\d+) after Holm", status)
     assert len(quoted) >= 5

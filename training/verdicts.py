@@ -108,15 +108,14 @@ def ablation_answer(table3: dict) -> str:
             if variant in ("full", "baseline") or d is None or d["mean"] is None:
                 continue
             seeds = d["seeds"]
-            verdict, test = "", ""
+            within, test = None, ""
             if d.get("p_value") is not None:
-                tested = True
-                verdict = " (within seed noise)" if d["p_value"] >= 0.05 else " (beyond seed noise)"
+                tested, within = True, d["p_value"] >= 0.05
                 test = f"; paired t-test p = {_p(d['p_value'])}"
             elif band is not None:
                 bands_used.add(len(seeds))
                 within = abs(d["mean"]) < band / len(seeds) ** 0.5
-                verdict = " (within seed noise)" if within else " (beyond seed noise)"
+            verdict = "" if within is None else " (within seed noise)" if within else " (beyond seed noise)"
             # accuracy alone would hide a trade: a variant can gain accuracy on the common classes by losing the
             # rare ones, which macro F1 and mean class accuracy show
             others = [f"{name} {pct(r['vs_full'][m], True)} pp" for m, name in OTHER_EFFECTS
