@@ -30,6 +30,7 @@ def study(tmp_path_factory) -> Path:
     done = run_module(*argv)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resnet18/full_no_spatial/seed1" in done.stdout  # the summary table
+    assert "best/run" in done.stdout and "   1/1    " in done.stdout  # kept epoch / epochs run, not "epochs"
     how = (root / "runs/quick/resnet18/full/seed0/study.json").read_text()
     done = run_module(*argv)  # rerunning continues the study: nothing left to train, how it was trained is kept
     assert done.returncode == 0 and done.stderr.count("already finished") == 6, done.stderr[-3000:]

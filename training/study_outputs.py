@@ -106,8 +106,9 @@ def pack(jobs: list[Job], runs_dir: Path, out: Path) -> Path:
 
 
 def summary_table(jobs: list[Job], records: dict[str, Record], split: str) -> str:
-    # val acc: what training recorded at the best epoch; val eval: that checkpoint evaluated as inference runs it
-    lines = [f"{'run':<40} {'epochs':>9} {'val acc':>8} {'val eval':>8} {split + ' acc':>9} {'img/s':>7} "
+    # best/run: the kept (val-best) epoch and how many ran; val acc: what training recorded at that epoch;
+    # val eval: that checkpoint evaluated as inference runs it
+    lines = [f"{'run':<40} {'best/run':>9} {'val acc':>8} {'val eval':>8} {split + ' acc':>9} {'img/s':>7} "
              f"{'wall s':>7}  notes"]
     for job in jobs:
         record = records.get(job.name)
