@@ -16,6 +16,7 @@ from fer_explain.errors import UserError
 from test_training import QUICK, run_module, write_ferplus_npz
 from training.records import select_pair
 
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("study")
