@@ -1,6 +1,7 @@
 """Gradio app: emotions of the faces in a photo, the Bi-LSTM model's three explanations, the no-Bi-LSTM baseline beside
 it, a live webcam view and the model card. A thin shell: every number and image comes from `fer_explain`
-(`app_views` for the views, `model_card` for the card); this file only lays them out and wires the events.
+(`app_views` and `live_view` for the views, `model_card` for the card); this file only lays them out and wires the
+events. A slider sets the decision rule's prior correction (`fer_explain.decision`) for every tab.
 
     python app.py [--checkpoint FILE|hf://owner/repo/file] [--baseline FILE] [--device auto|cpu|cuda] [--port 7860]
 
@@ -21,7 +22,9 @@ import gradio as gr
 from fer_explain import app_views as views
 from fer_explain import model_card
 from fer_explain.classes import parse_target
+from fer_explain.decision import MAX_PRIOR_CORRECTION
 from fer_explain.errors import UserError
+from fer_explain.live_view import live_view
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 MAX_FILE_SIZE = "10mb"
@@ -108,10 +111,10 @@ def empty_outputs(message: str) -> list:
     return explain_cleared(message) + compare_cleared("")
 
 
-def on_analyze(image, whole_image, target):
+def on_analyze(image, whole_image, target, prior_correction=0.0):
     """Photo -> notice, annotated photo, face selector, session state, then the selected face's views."""
     try:
-        analysis = views.analyze(MODELS, image, bool(whole_image))
+        analysis = views.analyze(MODELS, image, bool(whole_image), prior_correction=prior_correction)
     except Exception as e:
         message = problem(e)
         return [message, None, gr.Dropdown(choices=[], value=None), None] + empty_outputs(message)
@@ -137,9 +140,16 @@ def on_select(analysis, face, target):
     return [views.notices_markdown(analysis), analysis] + face_outputs(analysis, face, target)
 
 
-def on_live(frame):
+def on_decision(image, whole_image, target, prior_correction, analysis):
+    """The prior-correction slider moved: decide again on the photo already analysed (nothing before one is)."""
+    if analysis is None:
+        return [gr.skip()] * (4 + N_EXPLAIN + N_COMPARE)
+    return on_analyze(image, whole_image, target, prior_correction)
+
+
+def on_live(frame, prior_correction=0.0):
     try:
-        return views.live_view(MODELS, frame)
+        return live_view(MODELS, frame, prior_correction=prior_correction)
     except Exception as e:
         return problem(e, toast=False), None
 
@@ -173,6 +183,11 @@ with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
                 photo = tolerant(gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath",
                                           image_mode=None, label="Photo (upload, webcam or paste)", height=320))
                 whole_image = gr.Checkbox(False, label="No face found? Classify the whole picture as one face")
+                prior_correction = gr.Slider(
+                    0, MAX_PRIOR_CORRECTION, value=0, step=0.05, label="Favour rare emotions (prior correction τ)",
+                    info="0 = the model as trained. Above 0 the decision favours emotions that were rare in training "
+                         "(contempt, disgust, fear), trading overall accuracy for accuracy on those "
+                         "(results/prior_correction.md). The maps of an emotion stay the same.")
                 analyze_button = gr.Button("Analyze", variant="primary")
                 examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.*") if p.suffix in (".png", ".jpg"))
                 example_set = None if not examples else gr.Examples(
@@ -221,8 +236,9 @@ with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
         refresh = gr.Button("Reload results/", size="sm")
 
     with gr.Tab("Live"):
-        gr.Markdown("Webcam frames are classified a few times a second (prediction only; the largest face's "
-                    "spatial attention is shown). Frames that arrive while one is processed are dropped.")
+        gr.Markdown("Webcam frames are classified a few times a second (prediction only, with the Explain tab's "
+                    "prior correction; the largest face's spatial attention is shown). Frames that arrive while one "
+                    "is processed are dropped.")
         with gr.Row():
             camera = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam", height=320)
             with gr.Column():
@@ -239,21 +255,23 @@ with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
     compare_outputs = [compare_summary, *compare_columns["main"], *compare_columns["baseline"], diff_overlay,
                        diff_grid, diff_text]
     face_views = explain_outputs + compare_outputs
-    analyze_event = dict(fn=on_analyze, inputs=[photo, whole_image, target_select],
+    analyze_event = dict(fn=on_analyze, inputs=[photo, whole_image, target_select, prior_correction],
                          outputs=[notice, annotated, face_select, analysis_state] + face_views)
     analyze_button.click(**analyze_event, api_name="analyze")
     if example_set is not None:  # a visitor who clicks an example sees it explained without another click
         example_set.load_input_event.then(**analyze_event, api_visibility="undocumented")
     select_event = dict(fn=on_select, inputs=[analysis_state, face_select, target_select],
                         outputs=[notice, analysis_state] + face_views)
+    prior_correction.release(on_decision, outputs=analyze_event["outputs"], api_visibility="undocumented",
+                             inputs=[photo, whole_image, target_select, prior_correction, analysis_state])
     face_select.input(**select_event, api_name="select_face")
     target_select.input(**select_event, api_name="select_class")
     refresh.click(on_results, outputs=[results_md, results_gallery], api_name="results")
-    camera.stream(on_live, inputs=[camera], outputs=[live_label, live_overlay], api_name="live",
+    camera.stream(on_live, inputs=[camera, prior_correction], outputs=[live_label, live_overlay], api_name="live",
                   stream_every=0.3, time_limit=120, concurrency_limit=CONCURRENCY, trigger_mode="always_last",
                   show_progress="hidden")
-    live_frame_button.click(on_live, inputs=[camera], outputs=[live_label, live_overlay], api_name="live_frame",
-                            concurrency_limit=CONCURRENCY)
+    live_frame_button.click(on_live, inputs=[camera, prior_correction], outputs=[live_label, live_overlay],
+                            api_name="live_frame", concurrency_limit=CONCURRENCY)
 
 demo.queue(default_concurrency_limit=CONCURRENCY)
 

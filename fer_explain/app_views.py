@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_explain.classes import CLASSES, PREDICTED, parse_target
+from fer_explain.decision import check_prior_correction
 from fer_explain.errors import UserError
 from fer_explain.model_card import shown_path
 from fer_explain.predictor import FAITHFULNESS_TOKENS_PER_STEP
@@ -90,18 +91,22 @@ def require_models(models: LoadedModels):
         raise UserError(NO_MODEL)
 
 
-def analyze(models: LoadedModels, image, whole_image: bool = False, max_faces: int = MAX_FACES) -> Analysis:
-    """Detect, crop and predict with both models (one batched forward pass each). UserError on unusable input."""
+def analyze(models: LoadedModels, image, whole_image: bool = False, max_faces: int = MAX_FACES,
+            prior_correction: float = 0.0) -> Analysis:
+    """Detect, crop and predict with both models (one batched forward pass each), both deciding with the same
+    prior correction tau (fer_explain.decision). UserError on unusable input."""
     from fer_explain.faces import crop_face, to_tensor
     from fer_explain.image_io import load_image
     from fer_explain.pipeline import analyze_image
 
     require_models(models)
+    tau = check_prior_correction(prior_correction)
     if image is None or (isinstance(image, str) and not image.strip()):
         raise UserError("no image given: upload a photo, take one with the webcam or paste one")
     # an upload is a file in the server's temporary folder: messages name it by its own name, not by that path
     name = Path(image).name if isinstance(image, (str, Path)) else None
-    result = analyze_image(models.main, load_image(image, name=name), whole_image=whole_image, max_faces=max_faces)
+    result = analyze_image(models.main, load_image(image, name=name), whole_image=whole_image, max_faces=max_faces,
+                           prior_correction=tau)
     baseline_predictions = baseline_crops = None
     if models.baseline is not None and result.faces:
         crops = [face.crop for face in result.faces]
@@ -109,7 +114,7 @@ def analyze(models: LoadedModels, image, whole_image: bool = False, max_faces: i
             # the baseline was trained with another input format: crop the same boxes its way
             crops = baseline_crops = [crop_face(result.image, face.crop.box, models.baseline.preprocessing)
                                       for face in result.faces]
-        baseline_predictions = models.baseline.predict(to_tensor(crops))
+        baseline_predictions = models.baseline.predict(to_tensor(crops), prior_correction=tau)
     return Analysis(result, baseline_predictions, baseline_crops)
 
 
@@ -206,6 +211,9 @@ def explain_view(models: LoadedModels, analysis: Analysis, face=None, target=Non
         regions = (f"**Strongest regions** ({SIDE_CONVENTION}): {describe_regions(token.grid, k=3)}\n\n"
                    "Red = evidence for the class, blue = against; values are integrated-gradient attributions "
                    "summed over channels (they add up to the logit change from an all-zero token sequence).")
+    if prediction.prior_correction:
+        summary += (f" Decided with prior correction τ = {prediction.prior_correction:g}: probabilities reweighted "
+                    "by 1 / (training frequency)^τ; the maps of a class are the same at any τ.")
     if "spatial_attention" not in explanation.maps:
         summary += "\n\nThis model has no spatial attention, so there is no attention map."
     return ExplainView(summary, class_probabilities(probs, models.main.classes),
@@ -275,31 +283,3 @@ def compare_view(models: LoadedModels, analysis: Analysis, face=None, target=Non
                      f"Largest differences ({SIDE_CONVENTION}): {describe_regions(diff, k=3)}")
     return CompareView(summary, column(models.main, main_pred, main_exp, display),
                        column(models.baseline, base_pred, base_exp, base_display), diff_overlay, diff_grid, diff_text)
-
-
-def live_view(models: LoadedModels, frame, max_side: int = 480) -> tuple[str, np.ndarray | None]:
-    """One webcam frame -> (label line, small spatial-attention overlay of the largest face). Prediction only (no
-    gradients), on a frame scaled down to `max_side`, so a CPU keeps up a few times a second."""
-    from PIL import Image
-
-    from fer_explain.image_io import load_image
-    from fer_explain.pipeline import analyze_image
-    from fer_explain.render import overlay_heatmap
-
-    require_models(models)
-    if frame is None:
-        return "waiting for the webcam…", None
-    image = load_image(frame)
-    image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    result = analyze_image(models.main, image, max_faces=5)
-    if not result.faces:
-        return "no face in view", None
-    face = result.largest_face()
-    pred = face.prediction
-    top = np.argsort(-np.asarray(pred.probabilities))[:3]
-    label = " · ".join(f"{'**' if i == top[0] else ''}{models.main.classes[i]} {pred.probabilities[i]:.0%}"
-                       f"{'**' if i == top[0] else ''}" for i in top)
-    overlay = None
-    if pred.spatial_attention is not None:
-        overlay = overlay_heatmap(face.crop.display, np.asarray(pred.spatial_attention), signed=False)
-    return f"{len(result.faces)} face(s) · {label}", overlay

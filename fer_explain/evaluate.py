@@ -2,7 +2,8 @@
 
 Images stay uint8 until each batch is transformed on the device (fer_explain.transforms.eval_transform), so memory
 holds 48x48 bytes, not 224x224 floats. Inference runs under `torch.inference_mode` in channels_last layout (the
-fast path of oneDNN on CPU and of cuDNN on GPU), with bf16 autocast on CUDA.
+fast path of oneDNN on CPU and of cuDNN on GPU), with bf16 autocast on CUDA. `--prior-correction TAU` evaluates the
+adjusted decision rule of fer_explain.decision (TAU = 0: the model as trained).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_explain.classes import CLASSES
+from fer_explain.decision import add_prior_correction_argument, adjusted_scores, check_prior_correction, training_prior
 from fer_explain.device import pick_device
 from fer_explain.errors import UserError
 
@@ -32,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="images per batch (default: 256 on CUDA, 32 on CPU)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--flip-tta", action="store_true", help="average with the horizontally flipped image")
+    add_prior_correction_argument(parser)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -106,14 +109,17 @@ def _load(args, device):
 
 
 def evaluation_record(ckpt, dataset, device, batch_size: int, flip_tta: bool, data: str, split: str,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, prior_correction: float = 0.0) -> dict:
     """Metrics of `ckpt` on `dataset` plus what is needed to trust and repeat them: the checkpoint's sha256, the
-    data's fingerprint, the settings, the time taken, and every image's predicted class (to compare two runs)."""
+    data's fingerprint, the settings, the time taken, and every image's predicted class (to compare two runs).
+    prior_correction: the decision rule's tau (fer_explain.decision; 0 = argmax of the probabilities)."""
     import torch
 
     from fer_explain.device import prepare_for_inference
     from fer_explain.metrics import compute_metrics
 
+    tau = check_prior_correction(prior_correction)
+    prior = training_prior(ckpt.metadata, ckpt.path, ckpt.config.classes) if tau else None
     model = prepare_for_inference(ckpt.model, device)
     start = time.perf_counter()
     views = predict_probabilities(model, dataset, ckpt.preprocessing, device, batch_size, flip_tta, progress,
@@ -121,16 +127,19 @@ def evaluation_record(ckpt, dataset, device, batch_size: int, flip_tta: bool, da
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    labels, predictions = dataset.labels.cpu().numpy(), views.mean(0).argmax(1)
+    def decide(probabilities):  # the same rule for the TTA mean and for the single view below
+        return (adjusted_scores(probabilities, prior, tau) if tau else probabilities).argmax(1)
+
+    labels, predictions = dataset.labels.cpu().numpy(), decide(views.mean(0))
     return {
         **compute_metrics(labels, predictions, CLASSES),
         # with flip TTA, the unflipped view alone as well: what the app and `evaluate` without --flip-tta compute
-        "single_view_accuracy": float((views[0].argmax(1) == labels).mean()) if flip_tta else None,
+        "single_view_accuracy": float((decide(views[0]) == labels).mean()) if flip_tta else None,
         "checkpoint": str(ckpt.path), "checkpoint_sha256": file_sha256(ckpt.path),
         "model_config": ckpt.config.to_dict(),
         "data": str(data), "data_source": dataset.source, "split": split, "data_fingerprint": dataset.fingerprint(),
         "skipped": [{"file": str(f), "reason": str(r)} for f, r in dataset.skipped], "n_skipped": len(dataset.skipped),
-        "flip_tta": bool(flip_tta), "batch_size": batch_size, "device": str(device),
+        "flip_tta": bool(flip_tta), "prior_correction": tau, "batch_size": batch_size, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
         "seconds": round(seconds, 3), "images_per_s": round(len(dataset) / seconds, 2),
@@ -149,11 +158,14 @@ def run(args) -> int:
     batch_size = args.batch_size if args.batch_size is not None else default_batch_size(device)
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    tau = check_prior_correction(args.prior_correction)
     ckpt, dataset = _load(args, device)
-    record = evaluation_record(ckpt, dataset, device, batch_size, args.flip_tta, args.data, args.split)
+    record = evaluation_record(ckpt, dataset, device, batch_size, args.flip_tta, args.data, args.split,
+                               prior_correction=tau)
     metrics, seconds = record, record["seconds"]
     print(f"{ckpt.path.name} on {dataset.source} split {args.split!r}: {len(dataset)} images in {seconds:.1f} s "
-          f"({len(dataset) / seconds:.1f} images/s, {device.type}{', flip TTA' if args.flip_tta else ''})")
+          f"({len(dataset) / seconds:.1f} images/s, {device.type}{', flip TTA' if args.flip_tta else ''}"
+          f"{f', prior correction tau = {tau:g}' if tau else ''})")
     if metrics["missing_classes"]:
         print(f"note: the data has no {', '.join(metrics['missing_classes'])} images; macro and mean-class "
               f"metrics are over the {len(metrics['evaluated_classes'])} classes it has")

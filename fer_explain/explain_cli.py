@@ -5,6 +5,8 @@ labels on the photo) and `explanation.json` = {"faces": [...], "notices": [...],
 where each face carries its box, label, probabilities, the 7x7 grids (before upsampling) and faithfulness scores.
 The exit code is 1 when no face was found (the JSON and the annotated photo are written all the same), as `predict`
 exits non-zero when nothing could be processed; `--whole-image` explains the whole picture as one face instead.
+`--prior-correction TAU` changes only which class is predicted (and so explained by default) and the probabilities
+shown: the maps of a given class are the same at any TAU (fer_explain.decision).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 
 from fer_explain.classes import CLASSES, parse_target
+from fer_explain.decision import add_prior_correction_argument, check_prior_correction
 from fer_explain.errors import UserError
 
 DEFAULT_METHODS = ("spatial_attention", "token_saliency", "gradcam")
@@ -36,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                         help="prediction precision: auto = bf16 autocast on CUDA, float32 on CPU")
+    add_prior_correction_argument(parser)
 
 
 def compact_json(value) -> str:
@@ -60,6 +64,7 @@ def run(args) -> int:
     target = parse_target(args.target)
     if args.max_faces < 1:
         raise UserError("--max-faces must be at least 1")
+    tau = check_prior_correction(args.prior_correction)
     image = load_image(args.image)
     out = Path(args.out) if args.out else Path("explanations") / Path(args.image).stem
     check_output_folder(out, "--out")
@@ -70,8 +75,11 @@ def run(args) -> int:
     from fer_explain.render import explanation_panel
     methods = tuple(check_methods(args.methods))
     predictor = Predictor(checkpoint, device=args.device, precision=args.precision)
+    if tau:
+        predictor.class_prior()  # a checkpoint without its training class counts fails before any work
 
-    result = analyze_image(predictor, image, whole_image=args.whole_image, max_faces=args.max_faces)
+    result = analyze_image(predictor, image, whole_image=args.whole_image, max_faces=args.max_faces,
+                           prior_correction=tau)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # e.g. no permission, or a file where a parent folder should be
@@ -85,7 +93,7 @@ def run(args) -> int:
                   out / f"face_{face.index}.png")
     _save_png(result.annotated(), out / "annotated.png")
     report = {"faces": records, "notices": result.notices, "checkpoint": str(checkpoint),
-              "model": predictor.name, "target": target or "predicted",
+              "model": predictor.name, "target": target or "predicted", "prior_correction": tau,
               "methods": list(methods), "image": str(args.image)}
     (out / "explanation.json").write_text(compact_json(report) + "\n")
 

@@ -70,8 +70,9 @@ def default_checkpoint(baseline: bool = False, folder: str | Path = CHECKPOINT_D
 
 
 def analyze_many(predictor, images: Iterable[tuple[Any, Any]], whole_image: bool = False, max_faces: int = 20,
-                 batch_size: int = 64) -> Iterator[tuple[Any, ImageResult]]:
+                 batch_size: int = 64, prior_correction: float = 0.0) -> Iterator[tuple[Any, ImageResult]]:
     """(key, image) pairs -> (key, ImageResult) in the same order; faces of consecutive images share predict batches.
+    prior_correction: the decision rule's tau (Predictor.predict).
 
     Results are held back only until their batch is full (or the input ends), so a long video streams; at most
     `batch_size` images wait at once, so frames without faces do not pile up (each holds its decoded image).
@@ -85,7 +86,7 @@ def analyze_many(predictor, images: Iterable[tuple[Any, Any]], whole_image: bool
     def flush():
         nonlocal pending_faces
         crops = [crop for _, search in pending for crop in search.faces]
-        predictions = predictor.predict(to_tensor(crops)) if crops else []
+        predictions = predictor.predict(to_tensor(crops), prior_correction=prior_correction) if crops else []
         done, start = [], 0
         for key, search in pending:
             n = len(search.faces)
@@ -109,9 +110,11 @@ def analyze_many(predictor, images: Iterable[tuple[Any, Any]], whole_image: bool
         yield from flush()
 
 
-def analyze_image(predictor, image, whole_image: bool = False, max_faces: int = 20) -> ImageResult:
+def analyze_image(predictor, image, whole_image: bool = False, max_faces: int = 20,
+                  prior_correction: float = 0.0) -> ImageResult:
     """Detect the faces of one image, crop them with the predictor's preprocessing, ONE batched predict."""
-    return next(analyze_many(predictor, [(None, image)], whole_image, max_faces, batch_size=max(1, max_faces)))[1]
+    return next(analyze_many(predictor, [(None, image)], whole_image, max_faces, batch_size=max(1, max_faces),
+                             prior_correction=prior_correction))[1]
 
 
 def _box_list(face: FaceResult) -> list[int] | None:

@@ -3,7 +3,9 @@
 One row per face: file, frame, time_s (videos only), face, box ("x0 y0 x1 y1"), label, score (top probability),
 one probability per class, note. An image without a face gives one row with an empty box/label and a note. Videos are
 sampled every N-th frame; with --out, each video also gets an emotion-timeline PNG beside the output. Bad files are
-skipped and listed at the end on stderr; the exit code is non-zero only when nothing could be processed.
+skipped and listed at the end on stderr; the exit code is non-zero only when nothing could be processed. With
+--prior-correction TAU the decision favours the classes rare in training (fer_explain.decision), and the
+probabilities are the adjusted ones.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from fer_explain.decision import add_prior_correction_argument, check_prior_correction
 from fer_explain.errors import UserError
 
 FORMATS = ("csv", "json")
@@ -32,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                         help="prediction precision: auto = bf16 autocast on CUDA, float32 on CPU")
     parser.add_argument("--batch-size", type=int, default=32, help="faces per forward pass")
+    add_prior_correction_argument(parser)
 
 
 def _rows_for(key, result, classes) -> list[dict]:
@@ -173,6 +177,7 @@ def run(args) -> int:
     # every check on the user's input before torch and the model load, so mistakes fail fast
     if args.every_n < 1 or args.batch_size < 1 or args.max_faces < 1:
         raise UserError("--every-n, --batch-size and --max-faces must be at least 1")
+    tau = check_prior_correction(args.prior_correction)
     out = Path(args.out) if args.out else None
     fmt = args.format or ("json" if out is not None and out.suffix.lower() == ".json" else "csv")
     if out is not None and not out.parent.is_dir():
@@ -191,6 +196,10 @@ def run(args) -> int:
     from fer_explain.predictor import Predictor
     predictor = Predictor(checkpoint, device=args.device, precision=args.precision)
     classes = list(predictor.classes)
+    if tau:  # a checkpoint without its training class counts fails here, before any file is read
+        predictor.class_prior()
+        print(f"decision: prior correction tau = {tau:g} (probabilities adjusted for the training class "
+              "frequencies)", file=sys.stderr)
 
     rows: list[dict] = []
     timelines: dict[str, tuple[list, list]] = {}
@@ -199,7 +208,7 @@ def run(args) -> int:
               disable=len(files) < 2 and not any(is_video(f) for f in files)) as bar:
         inputs = _Inputs(files, args.every_n, bar)
         for key, result in analyze_many(predictor, inputs, whole_image=args.whole_image, max_faces=args.max_faces,
-                                        batch_size=args.batch_size):
+                                        batch_size=args.batch_size, prior_correction=tau):
             rows.extend(_rows_for(key, result, classes))
             if key[1] is not None:  # a video frame
                 times, points = timelines.setdefault(key[0], ([], []))

@@ -16,6 +16,7 @@ import torch
 
 from fer_explain.checkpoint import Checkpoint, load_checkpoint
 from fer_explain.classes import canonical_class
+from fer_explain.decision import adjust_probabilities, check_prior_correction, training_prior
 from fer_explain.device import pick_device, prepare_for_inference
 from fer_explain.errors import UserError
 from fer_explain.explain import EXPLAINERS, Explanation, ExplanationUnavailable, check_methods
@@ -31,11 +32,14 @@ FAITHFULNESS_TOKENS_PER_STEP = 7
 
 @dataclass
 class FacePrediction:
-    probabilities: np.ndarray  # (K,) float32, in the order of Predictor.classes
+    # (K,) float32, in the order of Predictor.classes; with prior_correction > 0 the adjusted probabilities
+    # (fer_explain.decision), whose argmax is `label`
+    probabilities: np.ndarray
     label: str
     label_index: int
     attended: torch.Tensor  # (C, 7, 7) float32 attended map, detached, on the model's device
     spatial_attention: np.ndarray | None  # (7, 7) eq. (2) weights; None when the model has no spatial attention
+    prior_correction: float = 0.0  # tau of the decision rule; 0 = the model as trained
 
 
 @dataclass
@@ -69,6 +73,10 @@ class Predictor:
         self.classes = tuple(self.config.classes)
         self.name = self.config.display_name
         self._explainers = {name: cls(self.model) for name, cls in EXPLAINERS.items()}
+
+    def class_prior(self) -> np.ndarray:
+        """The training class frequencies the checkpoint records (UserError when it records none)."""
+        return training_prior(self.metadata, self.checkpoint_path, self.classes)
 
     # ---- input ---------------------------------------------------------------------------------------------
     def _to_batch(self, faces) -> torch.Tensor:
@@ -106,8 +114,12 @@ class Predictor:
         return torch.cat(batch) if batch else torch.empty(0, 1, size, size, dtype=torch.uint8, device=self.device)
 
     # ---- prediction ----------------------------------------------------------------------------------------
-    def predict(self, faces) -> list[FacePrediction]:
-        """faces: uint8 tensor (B, C, H, W) or a list of uint8 crops (H, W) / (H, W, 3) RGB. One batched forward."""
+    def predict(self, faces, prior_correction: float = 0.0) -> list[FacePrediction]:
+        """faces: uint8 tensor (B, C, H, W) or a list of uint8 crops (H, W) / (H, W, 3) RGB. One batched forward.
+        prior_correction: tau of the decision rule (fer_explain.decision); 0 keeps the model's own decision, tau > 0
+        favours the classes that were rare in training (the checkpoint must record its training class counts)."""
+        tau = check_prior_correction(prior_correction)
+        prior = self.class_prior() if tau else None
         images = self._to_batch(faces)
         if images.shape[0] == 0:
             return []
@@ -117,6 +129,8 @@ class Predictor:
             out = self.model.forward_all(x)
         # outside inference mode: these copies are ordinary tensors that the explanations may differentiate
         probabilities = out.probabilities.float().cpu().numpy()
+        if tau:
+            probabilities = adjust_probabilities(probabilities, prior, tau)
         b, t, c = out.tokens.shape
         side = int(round(t ** 0.5))
         attended = out.tokens.transpose(1, 2).reshape(b, c, side, side).to(torch.float32, copy=True)
@@ -125,7 +139,7 @@ class Predictor:
         for i in range(b):
             k = int(probabilities[i].argmax())
             predictions.append(FacePrediction(probabilities[i], self.classes[k], k, attended[i],
-                                              None if weights is None else weights[i]))
+                                              None if weights is None else weights[i], tau))
         return predictions
 
     # ---- explanation ---------------------------------------------------------------------------------------

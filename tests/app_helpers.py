@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from data_builders import TRAIN_COUNTS
+
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 TWO_FACES = REPO / "examples" / "two_faces.jpg"
@@ -25,8 +27,8 @@ def make_checkpoints(folder: Path) -> tuple[Path, Path]:
     paths = []
     for variant, name in (("full", "tiny.safetensors"), ("baseline", "tiny_baseline.safetensors")):
         model = build_model(ModelConfig(backbone="resnet18", variant=variant, lstm_hidden=32, head_hidden=32))
-        paths.append(save_checkpoint(folder / name, model.eval(), Preprocessing(), {"validation": {"accuracy": 0.5}},
-                                     dtype=torch.float16))
+        metadata = {"validation": {"accuracy": 0.5}, "data": {"train": {"class_counts": TRAIN_COUNTS}}}
+        paths.append(save_checkpoint(folder / name, model.eval(), Preprocessing(), metadata, dtype=torch.float16))
     return paths[0], paths[1]
 
 

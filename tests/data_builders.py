@@ -1,4 +1,4 @@
-"""Tiny datasets for test_data.py, made on the spot in each layout the loaders read: FER+ as the shared data's npz
+"""Tiny datasets for the data tests, made on the spot in each layout the loaders read: FER+ as the shared data's npz
 archives and as the original FERPlus PNG folders with label.csv, RAF-DB's basic layout, and image files (good,
 corrupt, truncated)."""
 from __future__ import annotations
@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+# FER+'s majority-label training counts in CLASSES order, as training.train records them in a checkpoint
+# (data.train.class_counts: the prior of the --prior-correction decision rule)
+TRAIN_COUNTS = dict(zip(("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt"),
+                        (8733, 7284, 3022, 3136, 536, 116, 2098, 120)))
 VOTE_NAMES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
 
 

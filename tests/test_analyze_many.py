@@ -19,7 +19,7 @@ def test_analyze_many_streams_and_bounds_what_it_holds(monkeypatch):
     class CountingPredictor:
         preprocessing = None
 
-        def predict(self, batch):
+        def predict(self, batch, prior_correction=0.0):
             calls.append(len(batch))
             return [f"prediction {len(calls)}.{i}" for i in range(len(batch))]
 

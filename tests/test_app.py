@@ -105,6 +105,29 @@ def test_handlers_return_the_right_types(app):
     assert overlay is None or overlay.dtype == np.uint8
 
 
+def test_prior_correction_reweights_both_models_and_keeps_the_maps(app):
+    """The slider's tau reaches both models' decisions; a class's maps stay the same; moving the slider before any
+    photo was analysed changes nothing, and a bad tau is a message."""
+    from fer_explain.decision import adjust_probabilities
+
+    plain = app.on_analyze(str(ASTRONAUT), False, "anger")
+    corrected = app.on_analyze(str(ASTRONAUT), False, "anger", 1.5)
+    for before, after, predictor in ((plain[3].faces[0].prediction, corrected[3].faces[0].prediction, app.MODELS.main),
+                                     (plain[3].baseline_predictions[0], corrected[3].baseline_predictions[0],
+                                      app.MODELS.baseline)):
+        expected = adjust_probabilities(before.probabilities, predictor.class_prior(), 1.5)
+        np.testing.assert_allclose(after.probabilities, expected, rtol=1e-5, atol=1e-7)
+        assert after.label_index == int(expected.argmax()) and after.prior_correction == 1.5
+    assert "prior correction τ = 1.5" in corrected[4] and "prior correction" not in plain[4]
+    explain_maps = slice(6, 11)  # spatial, token overlay, token grid, regions, Grad-CAM, all of 'anger'
+    for a, b in zip(plain[explain_maps], corrected[explain_maps]):
+        assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
+    skipped = app.on_decision(str(ASTRONAUT), False, "predicted", 1.0, None)
+    assert len(skipped) == 4 + app.N_EXPLAIN + app.N_COMPARE and all(s == app.gr.skip() for s in skipped)
+    assert app.on_decision(str(ASTRONAUT), False, "predicted", 1.0, plain[3])[4].count("τ = 1") == 1
+    assert app.on_analyze(str(ASTRONAUT), False, "predicted", 7)[0].startswith("⚠️ the prior correction")
+
+
 def test_a_baseline_with_another_crop_margin_gets_its_maps_over_its_own_crop(tmp_path):
     import dataclasses
 
@@ -206,6 +229,8 @@ def test_every_api_name_through_gradio_client(server, bad_files):
     # still serving after all that
     out = client.predict(handle_file(str(ASTRONAUT)), False, "happy", api_name="/analyze")
     assert "explain **happy**" in out[3]
+    out = client.predict(handle_file(str(ASTRONAUT)), False, "happy", 1.0, api_name="/analyze")  # the slider's tau
+    assert "prior correction τ = 1" in out[3], out[3]
 
 
 def test_concurrent_users_get_their_own_results(server):

@@ -11,7 +11,8 @@ import torch
 from fer_explain.classes import CLASSES
 from fer_explain.errors import UserError
 from test_training import run_module, write_ferplus_npz
-from training.prior_correction import adjusted_predictions, choose_tau, tau_grid, training_prior
+from fer_explain.decision import training_prior
+from training.prior_correction import adjusted_predictions, choose_tau, tau_grid
 
 PRIOR = np.array([0.5, 0.3, 0.1, 0.05, 0.02, 0.01, 0.01, 0.01])
 

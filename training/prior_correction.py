@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_explain.classes import CLASSES
+from fer_explain.decision import adjusted_scores, training_prior
 from fer_explain.errors import UserError, run_command
 
 
@@ -36,19 +37,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def training_prior(metadata: dict, path) -> np.ndarray:
-    """The class frequencies of the data the model was trained on, in CLASSES order, from its checkpoint."""
-    counts = metadata.get("data", {}).get("train", {}).get("class_counts")
-    if not isinstance(counts, dict) or not all(isinstance(counts.get(c), int) for c in CLASSES):
-        raise UserError(f"{path}: the checkpoint does not record its training class counts (data.train."
-                        "class_counts), so its prior is unknown; checkpoints written by training.train have them")
-    # a class never seen in training would get an infinite boost: count it once
-    counts = np.maximum(np.array([counts[c] for c in CLASSES], dtype=np.float64), 1.0)
-    return counts / counts.sum()
-
-
 def adjusted_predictions(probabilities: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarray:
-    return (np.log(np.maximum(probabilities, 1e-12)) - tau * np.log(prior)).argmax(1)
+    return adjusted_scores(probabilities, prior, tau).argmax(1)
 
 
 def tau_grid(tau_max: float, step: float) -> np.ndarray:

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from data_builders import TRAIN_COUNTS  # tests/, on sys.path through tests/conftest.py
+
 REPO = Path(__file__).resolve().parents[2]
 BAD_FILES = ("not_an_image.png", "truncated.png", "one_pixel.png", "bomb.png", "broken_video.mp4")
 ODD_FORMATS = ("rgba.png", "cmyk.jpg", "sixteen_bit.png", "palette.png", "gray.png", "animated.gif")
@@ -62,7 +64,7 @@ def write_video(path: Path, frames: int = 12, size=(64, 48)) -> None:
     writer.release()
 
 
-def tiny_checkpoint(folder: Path) -> Path:
+def tiny_checkpoint(folder: Path, class_counts: dict | None = TRAIN_COUNTS) -> Path:
     """A random resnet18 Bi-LSTM model (seeded): fast, and its predictions differ between images."""
     import torch
 
@@ -71,7 +73,8 @@ def tiny_checkpoint(folder: Path) -> Path:
     from fer_explain.model import build_model
     torch.manual_seed(0)
     model = build_model(ModelConfig(backbone="resnet18", lstm_hidden=32, head_hidden=32)).eval()
-    return save_checkpoint(folder / "tiny.safetensors", model, Preprocessing())
+    extra = {"data": {"train": {"class_counts": class_counts}}} if class_counts else None
+    return save_checkpoint(folder / "tiny.safetensors", model, Preprocessing(), extra)
 
 
 def make_inputs(root: Path) -> Path:

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_helpers import BAD_FILES, ODD_FORMATS, assert_clean, covers_astronauts_face, needs_face_photo, run_cli
+from cli_helpers import (BAD_FILES, ODD_FORMATS, assert_clean, covers_astronauts_face, needs_face_photo,
+                         run_cli, tiny_checkpoint)
+from data_builders import TRAIN_COUNTS
 from fer_explain.classes import CLASSES
 
 
@@ -128,3 +130,33 @@ def test_predict_missing_path_is_skipped_not_fatal(checkpoint, inputs, tmp_path)
     assert [Path(r["file"]).name for r in json.loads(proc.stdout)] == ["gray.png"]
     only_missing = run_cli("predict", tmp_path / "does_not_exist.jpg", "--checkpoint", checkpoint)
     assert only_missing.returncode == 1 and "does_not_exist.jpg" in only_missing.stderr
+
+
+def test_predict_prior_correction_adjusts_the_decision(checkpoint, inputs, tmp_path):
+    """--prior-correction TAU: each row's probabilities are the model's reweighted by the inverse training frequency
+    to the power TAU (renormalised) and the label is their argmax; a bad TAU, or a checkpoint that records no
+    training class counts, is a one-line error before any file is read."""
+    images = [inputs / "gray.png", inputs / "cmyk.jpg", inputs / "palette.png", inputs / "rgba.png"]
+    runs = {}
+    for tau in ("0", "1.5"):
+        proc = run_cli("predict", *images, "--checkpoint", checkpoint, "--whole-image", "--format", "json",
+                       "--prior-correction", tau)
+        assert_clean(proc)
+        assert proc.returncode == 0, proc.stderr
+        assert ("prior correction tau = 1.5" in proc.stderr) == (tau == "1.5")
+        runs[tau] = json.loads(proc.stdout)
+    prior = np.array([TRAIN_COUNTS[c] for c in CLASSES], dtype=float)
+    prior /= prior.sum()
+    for before, after in zip(runs["0"], runs["1.5"]):
+        raw = np.array([before[c] for c in CLASSES]) * prior ** -1.5
+        expected = raw / raw.sum()
+        assert [after[c] for c in CLASSES] == pytest.approx(expected.tolist(), abs=2e-6)
+        assert after["label"] == CLASSES[int(expected.argmax())]
+    assert [r["label"] for r in runs["0"]] != [r["label"] for r in runs["1.5"]]  # the rule changed a decision
+    uncounted = tiny_checkpoint(tmp_path, class_counts=None)
+    for args, message in (([checkpoint, "--prior-correction", "5"], "between 0 and 2"),
+                          ([uncounted, "--prior-correction", "0.5"], "class_counts")):
+        proc = run_cli("predict", images[0], "--checkpoint", *args)
+        assert_clean(proc)
+        assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
