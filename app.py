@@ -111,8 +111,9 @@ def empty_outputs(message: str) -> list:
     return explain_cleared(message) + compare_cleared("")
 
 
-def on_analyze(image, whole_image, target, prior_correction=0.0):
-    """Photo -> notice, annotated photo, face selector, session state, then the selected face's views."""
+def on_analyze(image, whole_image, target, prior_correction=0.0, face=None):
+    """Photo -> notice, annotated photo, face selector, session state, then the views of face 1 (or of `face`, the
+    1-based number of a face to keep selected, when it exists)."""
     try:
         analysis = views.analyze(MODELS, image, bool(whole_image), prior_correction=prior_correction)
     except Exception as e:
@@ -124,8 +125,12 @@ def on_analyze(image, whole_image, target, prior_correction=0.0):
         message = f"⚠️ {notice or 'No face found.'}"
         gr.Warning(notice or "No face found.")
         return [message, photo, gr.Dropdown(choices=[], value=None), analysis] + empty_outputs(message)
-    return ([notice, photo, gr.Dropdown(choices=choices, value=choices[0]), analysis]
-            + face_outputs(analysis, choices[0], target))
+    try:
+        chosen = choices[views.face_index(face, analysis)]
+    except UserError:  # that face is not in this photo
+        chosen = choices[0]
+    return ([notice, photo, gr.Dropdown(choices=choices, value=chosen), analysis]
+            + face_outputs(analysis, chosen, target))
 
 
 def on_select(analysis, face, target):
@@ -140,11 +145,12 @@ def on_select(analysis, face, target):
     return [views.notices_markdown(analysis), analysis] + face_outputs(analysis, face, target)
 
 
-def on_decision(image, whole_image, target, prior_correction, analysis):
-    """The prior-correction slider moved: decide again on the photo already analysed (nothing before one is)."""
+def on_decision(image, whole_image, target, prior_correction, analysis, face):
+    """The prior-correction slider moved: decide again on the photo already analysed, keeping the selected face
+    (nothing happens before a photo is analysed)."""
     if analysis is None:
         return [gr.skip()] * (4 + N_EXPLAIN + N_COMPARE)
-    return on_analyze(image, whole_image, target, prior_correction)
+    return on_analyze(image, whole_image, target, prior_correction, face)
 
 
 def on_live(frame, prior_correction=0.0):
@@ -263,7 +269,7 @@ with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
     select_event = dict(fn=on_select, inputs=[analysis_state, face_select, target_select],
                         outputs=[notice, analysis_state] + face_views)
     prior_correction.release(on_decision, outputs=analyze_event["outputs"], api_visibility="undocumented",
-                             inputs=[photo, whole_image, target_select, prior_correction, analysis_state])
+                             inputs=[photo, whole_image, target_select, prior_correction, analysis_state, face_select])
     face_select.input(**select_event, api_name="select_face")
     target_select.input(**select_event, api_name="select_class")
     refresh.click(on_results, outputs=[results_md, results_gallery], api_name="results")

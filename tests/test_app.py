@@ -122,9 +122,14 @@ def test_prior_correction_reweights_both_models_and_keeps_the_maps(app):
     explain_maps = slice(6, 11)  # spatial, token overlay, token grid, regions, Grad-CAM, all of 'anger'
     for a, b in zip(plain[explain_maps], corrected[explain_maps]):
         assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
-    skipped = app.on_decision(str(ASTRONAUT), False, "predicted", 1.0, None)
+    skipped = app.on_decision(str(ASTRONAUT), False, "predicted", 1.0, None, None)
     assert len(skipped) == 4 + app.N_EXPLAIN + app.N_COMPARE and all(s == app.gr.skip() for s in skipped)
-    assert app.on_decision(str(ASTRONAUT), False, "predicted", 1.0, plain[3])[4].count("τ = 1") == 1
+    assert app.on_decision(str(ASTRONAUT), False, "predicted", 1.0, plain[3], "Face 1: x")[4].count("τ = 1") == 1
+    two = app.on_analyze(str(TWO_FACES), False, "predicted")
+    assert len(two[3].faces) == 2 and two[2].value.startswith("Face 1")
+    kept = app.on_decision(str(TWO_FACES), False, "predicted", 0.5, two[3], two[2].choices[1][0])
+    assert kept[2].value.startswith("Face 2") and kept[4].startswith("**Face 2:**")  # the selected face stays
+    assert app.on_decision(str(ASTRONAUT), False, "predicted", 0.5, two[3], "Face 2")[2].value.startswith("Face 1")
     assert app.on_analyze(str(ASTRONAUT), False, "predicted", 7)[0].startswith("⚠️ the prior correction")
 
 
