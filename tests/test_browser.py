@@ -65,6 +65,12 @@ def test_upload_photo_and_see_explanations(served_app, tmp_path):
             page.locator("img[src*='two_faces']").first.click()
             page.get_by_text("2 faces found").first.wait_for(timeout=90_000)
 
+            # the prior-correction slider re-decides the analysed photo as soon as it is let go
+            slider = page.locator("#prior_correction input[type=range]")
+            slider.fill("1")
+            slider.dispatch_event("pointerup")  # what letting go of the handle sends
+            page.get_by_text("prior correction τ = 1").first.wait_for(timeout=90_000)
+
             page.get_by_role("tab", name="Compare with baseline").click()
             page.get_by_text("they agree").or_(page.get_by_text("they disagree")).first.wait_for(timeout=10_000)
             page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
