@@ -5,7 +5,7 @@ one probability per class, note. An image without a face gives one row with an e
 sampled every N-th frame; with --out, each video also gets an emotion-timeline PNG beside the output. Bad files are
 skipped and listed at the end on stderr; the exit code is non-zero only when nothing could be processed. With
 --prior-correction TAU the decision favours the classes rare in training (fer_explain.decision), and the
-probabilities are the adjusted ones.
+probabilities are the adjusted ones (each row's note says so).
 """
 from __future__ import annotations
 
@@ -52,7 +52,9 @@ def _rows_for(key, result, classes) -> list[dict]:
     for face in result.faces:
         record = face_record(face, classes)
         box = record["box"]
-        face_note = note if box is not None else "; ".join(filter(None, [note, "whole image (no face detected)"]))
+        tau = face.prediction.prior_correction  # recorded per row: a saved table must say how it was decided
+        face_note = "; ".join(filter(None, [note, None if box is not None else "whole image (no face detected)",
+                                            f"prior correction tau = {tau:g}" if tau else None])) or None
         rows.append({**base, "face": record["face"], "box": None if box is None else " ".join(map(str, box)),
                      "label": record["label"], "score": record["score"], **record["probabilities"],
                      "note": face_note})

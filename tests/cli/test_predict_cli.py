@@ -152,6 +152,7 @@ def test_predict_prior_correction_adjusts_the_decision(checkpoint, inputs, tmp_p
         expected = raw / raw.sum()
         assert [after[c] for c in CLASSES] == pytest.approx(expected.tolist(), abs=2e-6)
         assert after["label"] == CLASSES[int(expected.argmax())]
+        assert "prior correction tau = 1.5" in after["note"] and "prior correction" not in before["note"]
     assert [r["label"] for r in runs["0"]] != [r["label"] for r in runs["1.5"]]  # the rule changed a decision
     uncounted = tiny_checkpoint(tmp_path, class_counts=None)
     for args, message in (([checkpoint, "--prior-correction", "5"], "between 0 and 2"),
