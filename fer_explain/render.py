@@ -195,7 +195,8 @@ TITLES = {"spatial_attention": "spatial attention (eq. 2)", "token_saliency": "t
 
 def explanation_panel(display_rgb: np.ndarray, prediction, explanation, classes: Sequence[str]) -> np.ndarray:
     """One face's explanation as one picture: the crop and one overlay per map (top row), the signed token grid
-    and the class probabilities (bottom row). `prediction` has `.probabilities`, `.label`; `explanation` has
+    and the class probabilities (bottom row). `prediction` has `.probabilities`, `.label` (and optionally
+    `.prior_correction`, named over the bars when not 0); `explanation` has
     `.target`, `.target_index`, `.maps` {method: object with .grid (7,7) and .signed} and optionally
     `.faithfulness` {method: {"deletion_auc", "insertion_auc"}}."""
     maps = dict(explanation.maps)
@@ -223,8 +224,11 @@ def explanation_panel(display_rgb: np.ndarray, prediction, explanation, classes:
     if grid_method is not None:
         _draw_grid(fig.add_subplot(spec[1, :half]), maps[grid_method].grid, maps[grid_method].signed,
                    f"{TITLES.get(grid_method, grid_method)} per token")
-    _draw_bars(fig.add_subplot(spec[1, half:]), probs, classes, highlight=explanation.target_index,
-               title=f"probabilities (maps explain: {explanation.target})")
+    bars_title = f"probabilities (maps explain: {explanation.target})"
+    tau = getattr(prediction, "prior_correction", 0.0)
+    if tau:  # the bars are the reweighted probabilities: the picture must say so
+        bars_title += f"\nafter prior correction τ = {tau:g}"
+    _draw_bars(fig.add_subplot(spec[1, half:]), probs, classes, highlight=explanation.target_index, title=bars_title)
     fig.tight_layout()
     return _to_array(fig)
 

@@ -93,6 +93,12 @@ def test_explanation_panel(display):
     a = explanation_panel(display, *_explanation(0), CLASSES)
     b = explanation_panel(display, *_explanation(1), CLASSES)
     assert _rgb(a) and a.shape == b.shape and a.shape[1] > a.shape[0] and not np.array_equal(a, b)
+    prediction, explanation = _explanation(0)
+    prediction.prior_correction = 0.7  # the same bars, now titled as reweighted ones
+    corrected = explanation_panel(display, prediction, explanation, CLASSES)
+    assert corrected.shape == a.shape and not np.array_equal(corrected, a)
+    prediction.prior_correction = 0.0
+    assert np.array_equal(explanation_panel(display, prediction, explanation, CLASSES), a)
 
 
 def test_rendering_from_four_threads_matches_sequential(display):
