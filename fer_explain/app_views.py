@@ -266,6 +266,8 @@ def compare_view(models: LoadedModels, analysis: Analysis, face=None, target=Non
                f"({main_pred.probabilities[main_pred.label_index]:.1%}) · baseline: **{base_pred.label}** "
                f"({base_pred.probabilities[base_pred.label_index]:.1%}) → "
                f"{'**they agree**' if agree else '**they disagree**'}. Maps explain **{shared_target}** for both.")
+    if main_pred.prior_correction:
+        summary += f" Both decided with prior correction τ = {main_pred.prior_correction:g}."
     diff_overlay = diff_grid = None
     diff_text = "Token saliency is missing for one of the models."
     if not same_square:

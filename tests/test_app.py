@@ -118,7 +118,9 @@ def test_prior_correction_reweights_both_models_and_keeps_the_maps(app):
         expected = adjust_probabilities(before.probabilities, predictor.class_prior(), 1.5)
         np.testing.assert_allclose(after.probabilities, expected, rtol=1e-5, atol=1e-7)
         assert after.label_index == int(expected.argmax()) and after.prior_correction == 1.5
+    compare_summary = 4 + app.N_EXPLAIN
     assert "prior correction τ = 1.5" in corrected[4] and "prior correction" not in plain[4]
+    assert "prior correction τ = 1.5" in corrected[compare_summary] and "prior" not in plain[compare_summary]
     explain_maps = slice(6, 11)  # spatial, token overlay, token grid, regions, Grad-CAM, all of 'anger'
     for a, b in zip(plain[explain_maps], corrected[explain_maps]):
         assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
