@@ -127,6 +127,7 @@ def evaluation_record(ckpt, dataset, device, batch_size: int, flip_tta: bool, da
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+
     def decide(probabilities):  # the same rule for the TTA mean and for the single view below
         return (adjusted_scores(probabilities, prior, tau) if tau else probabilities).argmax(1)
 
