@@ -9,7 +9,8 @@ is chosen on val).
 
 The adjustment adds a constant to each class's logit, so the gradient of any class's score, and with it every
 explanation of that class, is the same at any tau: only which class is predicted, and the renormalised
-probabilities p(y|x) pi_y^-tau / Z, change.
+probabilities p(y|x) pi_y^-tau / Z, change. A class the training data did not have (RAF-DB has no contempt) is
+left as the model scores it: nothing was learnt about it that a boost could bring out.
 """
 from __future__ import annotations
 
@@ -24,13 +25,14 @@ MAX_PRIOR_CORRECTION = 2.0  # tau = 1 already treats the classes as equally like
 
 
 def training_prior(metadata: dict, path, classes=CLASSES) -> np.ndarray:
-    """The class frequencies of the data the model was trained on, in `classes` order, from its checkpoint."""
+    """The class frequencies of the data the model was trained on, in `classes` order, from its checkpoint (0 for a
+    class it had no image of)."""
     counts = metadata.get("data", {}).get("train", {}).get("class_counts")
-    if not isinstance(counts, dict) or not all(isinstance(counts.get(c), int) for c in classes):
+    if (not isinstance(counts, dict) or not all(isinstance(counts.get(c), int) and counts[c] >= 0 for c in classes)
+            or not any(counts[c] for c in classes)):
         raise UserError(f"{path}: the checkpoint does not record its training class counts (data.train."
                         "class_counts), so its prior is unknown; checkpoints written by training.train have them")
-    # a class never seen in training would get an infinite boost: count it once
-    counts = np.maximum(np.array([counts[c] for c in classes], dtype=np.float64), 1.0)
+    counts = np.array([counts[c] for c in classes], dtype=np.float64)
     return counts / counts.sum()
 
 
@@ -46,8 +48,11 @@ def check_prior_correction(tau) -> float:
 
 
 def adjusted_scores(probabilities: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarray:
-    """log p - tau log pi (float64), over the last axis: their argmax is the adjusted decision."""
-    return np.log(np.maximum(np.asarray(probabilities, dtype=np.float64), 1e-12)) - tau * np.log(prior)
+    """log p - tau log pi (float64), over the last axis: their argmax is the adjusted decision. A class with
+    pi = 0 (never seen in training) keeps its score: an unbounded boost would make the model name what it never
+    learnt."""
+    log_prior = np.log(np.where(prior > 0, prior, 1.0))
+    return np.log(np.maximum(np.asarray(probabilities, dtype=np.float64), 1e-12)) - tau * log_prior
 
 
 def adjust_probabilities(probabilities: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarray:

@@ -52,6 +52,22 @@ def test_adjustment_renormalises_and_moves_the_decision_toward_rare_classes():
     np.testing.assert_allclose(adjust_probabilities(prior[None], prior, 1.0), 1 / 8, atol=1e-6)
 
 
+def test_a_class_never_seen_in_training_gets_no_boost():
+    """RAF-DB has no contempt: a model trained on it must not start naming contempt as tau grows."""
+    counts = TRAIN_COUNTS | {"contempt": 0}
+    prior = training_prior({"data": {"train": {"class_counts": counts}}}, "rafdb.safetensors")
+    assert prior[CLASSES.index("contempt")] == 0 and prior.sum() == pytest.approx(1.0)
+    p = np.full((1, 8), 0.02)
+    p[0, CLASSES.index("happy")], p[0, CLASSES.index("contempt")] = 0.5, 0.36
+    p /= p.sum()
+    for tau in (0.5, 1.0, 2.0):
+        q = adjust_probabilities(p, prior, tau)
+        assert np.isfinite(q).all() and q[0, CLASSES.index("contempt")] < p[0, CLASSES.index("contempt")]
+        assert q.argmax() != CLASSES.index("contempt")
+    with pytest.raises(UserError, match="training class counts"):
+        training_prior({"data": {"train": {"class_counts": dict.fromkeys(CLASSES, 0)}}}, "empty.safetensors")
+
+
 @pytest.mark.parametrize("bad", [-0.1, 2.5, float("nan"), float("inf"), "x", None])
 def test_bad_tau_is_a_user_error(bad):
     with pytest.raises(UserError, match="prior correction"):
