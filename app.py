@@ -119,6 +119,11 @@ def on_analyze(image, whole_image, target, prior_correction=0.0, face=None):
     except Exception as e:
         message = problem(e)
         return [message, None, gr.Dropdown(choices=[], value=None), None] + empty_outputs(message)
+    return analysis_outputs(analysis, face, target)
+
+
+def analysis_outputs(analysis, face, target) -> list:
+    """Notice, annotated photo, face selector and session state for an analysis, then the views of `face`."""
     notice, photo = views.notices_markdown(analysis), analysis.result.annotated()
     choices = views.face_choices(analysis)
     if not choices:  # marked like every other bad input, so an API client can test for it the same way
@@ -145,12 +150,17 @@ def on_select(analysis, face, target):
     return [views.notices_markdown(analysis), analysis] + face_outputs(analysis, face, target)
 
 
-def on_decision(image, whole_image, target, prior_correction, analysis, face):
-    """The prior-correction slider moved: decide again on the photo already analysed, keeping the selected face
-    (nothing happens before a photo is analysed)."""
+def on_decision(analysis, face, target, prior_correction):
+    """The prior-correction slider moved: both models decide again on the photo already analysed, without detecting
+    or running the networks again, and the selected face stays (nothing happens before a photo is analysed)."""
     if analysis is None:
         return [gr.skip()] * (4 + N_EXPLAIN + N_COMPARE)
-    return on_analyze(image, whole_image, target, prior_correction, face)
+    try:
+        decided = views.decide(MODELS, analysis, prior_correction)
+    except Exception as e:  # a bad tau (only an API client can send one): a message; the analysis is kept
+        message = problem(e)
+        return [message, gr.skip(), gr.skip(), analysis] + empty_outputs(message)
+    return analysis_outputs(decided, face, target)
 
 
 def on_live(frame, prior_correction=0.0):
@@ -269,8 +279,8 @@ with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
         example_set.load_input_event.then(**analyze_event, api_visibility="undocumented")
     select_event = dict(fn=on_select, inputs=[analysis_state, face_select, target_select],
                         outputs=[notice, analysis_state] + face_views)
-    prior_correction.release(on_decision, outputs=analyze_event["outputs"], api_visibility="undocumented",
-                             inputs=[photo, whole_image, target_select, prior_correction, analysis_state, face_select])
+    prior_correction.release(on_decision, inputs=[analysis_state, face_select, target_select, prior_correction],
+                             outputs=analyze_event["outputs"], api_name="decide")
     face_select.input(**select_event, api_name="select_face")
     target_select.input(**select_event, api_name="select_class")
     refresh.click(on_results, outputs=[results_md, results_gallery], api_name="results")

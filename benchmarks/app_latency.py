@@ -1,5 +1,6 @@
 """App benchmark through its public API: start-up of `python app.py` until the server answers, then Explain requests
-(`/analyze`: detect, both models, three explanations each, faithfulness) end to end with gradio_client.
+(`/analyze`: detect, both models, three explanations each, faithfulness), another class (`/select_class`) and the
+prior-correction slider let go (`/decide`) end to end with gradio_client.
 
     python benchmarks/app_latency.py [--backbone resnet50] [--device cpu] [--runs 5] [--checkpoint C --baseline B]
                                      [--json results/bench/FILE.json]
@@ -25,12 +26,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 PHOTO = REPO / "examples" / "astronaut.png"
+# The slider's positions timed by /decide, round after round: after the first, the maps of each position's predicted
+# class are in the session, so the median is a new decision's cost without explanations (a class explained for the
+# first time adds what a /select_class costs).
+DECIDE_TAUS, DECIDE_ROUNDS = (0.35, 0.7, 1.5, 0.0), 3
 
 
 def random_pair(backbone: str, folder: Path) -> tuple[Path, Path]:
+    """A random-init pair; it records equal training class counts, which the slider's decision rule needs."""
     from fer_explain.bench import random_checkpoint_file
+    from fer_explain.classes import CLASSES
 
-    return tuple(random_checkpoint_file(backbone, variant, folder) for variant in ("full", "baseline"))
+    extra = {"random_init": True, "data": {"train": {"class_counts": dict.fromkeys(CLASSES, 1)}}}
+    return tuple(random_checkpoint_file(backbone, variant, folder, extra) for variant in ("full", "baseline"))
 
 
 def main() -> None:
@@ -66,7 +74,8 @@ def main() -> None:
 
 
 def measure(args, tmp: Path) -> dict:
-    """Start the app on the pair, time start-up, `/analyze` and `/select_class`; stop it. The timings as a dict."""
+    """Start the app on the pair, time start-up, `/analyze`, `/select_class` and `/decide`; stop it. The timings as a
+    dict."""
     ckpt, base = (args.checkpoint, args.baseline) if args.checkpoint else random_pair(args.backbone, tmp)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,6 +119,19 @@ def measure(args, tmp: Path) -> dict:
         result["select_class_s"] = times
         result["select_class_median_s"] = statistics.median(times)
         print(f"/select_class (another class, both models): median {result['select_class_median_s']:.2f} s")
+        times, labels = [], []
+        for tau in DECIDE_TAUS * (1 + DECIDE_ROUNDS):  # the first round explains any class the slider makes predicted
+            t = time.perf_counter()
+            out = client.predict("1", "predicted", tau, api_name="/decide")
+            times.append(time.perf_counter() - t)
+            if str(out[0]).startswith("⚠️"):  # a refusal is not a timing
+                sys.exit(f"/decide at tau {tau} was refused: {out[0]}")
+            labels.append(out[2]["value"].split(":")[1].split()[0])  # "Face 1: happy 0.55" -> the predicted class
+        result["decide_taus"], result["decide_s"], result["decide_labels"] = list(DECIDE_TAUS), times, labels
+        result["decide_median_s"] = statistics.median(times[len(DECIDE_TAUS):])
+        print(f"/decide (the slider let go at tau {DECIDE_TAUS}, predicted {labels[:len(DECIDE_TAUS)]}; maps already "
+              f"computed): median {result['decide_median_s']:.2f} s over {DECIDE_ROUNDS} rounds after 1 warm-up; "
+              f"all: {[round(x, 2) for x in times]}")
         result["load_average_after"] = os.getloadavg()[0]
         print(f"load average after: {result['load_average_after']:.2f}")
     finally:

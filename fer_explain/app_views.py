@@ -2,7 +2,8 @@
 
 `app.py` only lays these out and wires events; nothing here imports gradio, so every view is testable (and usable
 from a notebook) without a server. The analysis of a photo (faces, both models' predictions, explanations already
-computed) is an `Analysis` kept in the browser session, so switching face or class never re-detects.
+computed) is an `Analysis` kept in the browser session, so switching face or class, or moving the prior-correction
+slider (`decide`), never re-detects.
 
 Token maps of the two models are compared after the same normalisation: each signed map is divided by its own
 largest |value| (so each lies in [-1, 1] with its sign kept), and the difference Bi-LSTM - baseline lies in [-2, 2].
@@ -12,7 +13,7 @@ shape of the evidence is comparable, not the raw magnitudes.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,20 @@ def analyze(models: LoadedModels, image, whole_image: bool = False, max_faces: i
                                       for face in result.faces]
         baseline_predictions = models.baseline.predict(to_tensor(crops), prior_correction=tau)
     return Analysis(result, baseline_predictions, baseline_crops)
+
+
+def decide(models: LoadedModels, analysis: Analysis, prior_correction: float) -> Analysis:
+    """The analysed photo decided again with prior correction tau, by both models: no detection and no forward
+    pass. The session's explanations carry over, since a class's maps do not depend on tau: only a class that
+    becomes the predicted one for the first time is explained anew."""
+    require_models(models)
+    tau = check_prior_correction(prior_correction)
+    faces = [replace(face, prediction=models.main.decide(face.prediction, tau)) for face in analysis.faces]
+    baseline_predictions = analysis.baseline_predictions
+    if baseline_predictions is not None:
+        baseline_predictions = [models.baseline.decide(p, tau) for p in baseline_predictions]
+    return Analysis(replace(analysis.result, faces=faces), baseline_predictions, analysis.baseline_crops,
+                    analysis.explanations)
 
 
 def notices_markdown(analysis: Analysis) -> str:

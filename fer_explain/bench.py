@@ -50,15 +50,16 @@ def random_checkpoint(backbone: str, variant: str):
     return Checkpoint(model, config, Preprocessing(), {"random_init": True}, Path(f"<random-init {backbone}>"))
 
 
-def random_checkpoint_file(backbone: str, variant: str, folder: Path) -> Path:
-    """`random_checkpoint` (seeded) saved in `folder`, for benchmarks of commands that read a checkpoint file."""
+def random_checkpoint_file(backbone: str, variant: str, folder: Path, extra: dict | None = None) -> Path:
+    """`random_checkpoint` (seeded) saved in `folder`, with `extra` metadata, for benchmarks of commands that read a
+    checkpoint file."""
     import torch
 
     from fer_explain.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     ckpt = random_checkpoint(backbone, variant)
-    return save_checkpoint(Path(folder) / f"{backbone}_{variant}.safetensors", ckpt.model, ckpt.preprocessing)
+    return save_checkpoint(Path(folder) / f"{backbone}_{variant}.safetensors", ckpt.model, ckpt.preprocessing, extra)
 
 
 def _timings(fn, runs: int, warmup: int, sync) -> list[float]:

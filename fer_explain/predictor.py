@@ -7,7 +7,7 @@ train mode, and the explainers keep no per-call state. This module never imports
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -35,6 +35,7 @@ class FacePrediction:
     # (K,) float32, in the order of Predictor.classes; with prior_correction > 0 the adjusted probabilities
     # (fer_explain.decision), whose argmax is `label`
     probabilities: np.ndarray
+    model_probabilities: np.ndarray  # (K,) float32 softmax of the model as trained (tau = 0): what `decide` starts from
     label: str
     label_index: int
     attended: torch.Tensor  # (C, 7, 7) float32 attended map, detached, on the model's device
@@ -119,7 +120,8 @@ class Predictor:
         prior_correction: tau of the decision rule (fer_explain.decision); 0 keeps the model's own decision, tau > 0
         favours the classes that were rare in training (the checkpoint must record its training class counts)."""
         tau = check_prior_correction(prior_correction)
-        prior = self.class_prior() if tau else None
+        if tau:
+            self.class_prior()  # a checkpoint without class counts is refused before the forward pass
         images = self._to_batch(faces)
         if images.shape[0] == 0:
             return []
@@ -129,8 +131,6 @@ class Predictor:
             out = self.model.forward_all(x)
         # outside inference mode: these copies are ordinary tensors that the explanations may differentiate
         probabilities = out.probabilities.float().cpu().numpy()
-        if tau:
-            probabilities = adjust_probabilities(probabilities, prior, tau)
         b, t, c = out.tokens.shape
         side = int(round(t ** 0.5))
         attended = out.tokens.transpose(1, 2).reshape(b, c, side, side).to(torch.float32, copy=True)
@@ -138,9 +138,21 @@ class Predictor:
         predictions = []
         for i in range(b):
             k = int(probabilities[i].argmax())
-            predictions.append(FacePrediction(probabilities[i], self.classes[k], k, attended[i],
-                                              None if weights is None else weights[i], tau))
+            as_trained = FacePrediction(probabilities[i], probabilities[i], self.classes[k], k, attended[i],
+                                        None if weights is None else weights[i])
+            predictions.append(self.decide(as_trained, tau) if tau else as_trained)
         return predictions
+
+    def decide(self, prediction: FacePrediction, prior_correction: float = 0.0) -> FacePrediction:
+        """The same face decided with prior correction tau (fer_explain.decision), from its as-trained probabilities:
+        no forward pass. The attended map is shared, and the explanations of a class do not depend on tau."""
+        tau = check_prior_correction(prior_correction)
+        probabilities = prediction.model_probabilities
+        if tau:
+            probabilities = adjust_probabilities(probabilities, self.class_prior(), tau)
+        k = int(probabilities.argmax())
+        return replace(prediction, probabilities=probabilities, label=self.classes[k], label_index=k,
+                       prior_correction=tau)
 
     # ---- explanation ---------------------------------------------------------------------------------------
     def target_index(self, target: str | int | None, prediction: FacePrediction | None = None) -> int:

@@ -13,7 +13,7 @@ from app_helpers import ASTRONAUT, REPO, TWO_FACES, free_port, import_app, make_
 from fer_explain.classes import CLASSES
 from fer_explain.regions import REGIONS, describe_regions, strongest_regions
 
-API_NAMES = {"analyze", "select_face", "select_class", "results", "live", "live_frame"}
+API_NAMES = {"analyze", "select_face", "select_class", "decide", "results", "live", "live_frame"}
 
 
 @pytest.fixture(scope="module")
@@ -124,15 +124,53 @@ def test_prior_correction_reweights_both_models_and_keeps_the_maps(app):
     explain_maps = slice(6, 11)  # spatial, token overlay, token grid, regions, Grad-CAM, all of 'anger'
     for a, b in zip(plain[explain_maps], corrected[explain_maps]):
         assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
-    skipped = app.on_decision(str(ASTRONAUT), False, "predicted", 1.0, None, None)
+    skipped = app.on_decision(None, None, "predicted", 1.0)
     assert len(skipped) == 4 + app.N_EXPLAIN + app.N_COMPARE and all(s == app.gr.skip() for s in skipped)
-    assert app.on_decision(str(ASTRONAUT), False, "predicted", 1.0, plain[3], "Face 1: x")[4].count("τ = 1") == 1
+    assert app.on_decision(plain[3], "Face 1: x", "predicted", 1.0)[4].count("τ = 1") == 1
     two = app.on_analyze(str(TWO_FACES), False, "predicted")
     assert len(two[3].faces) == 2 and two[2].value.startswith("Face 1")
-    kept = app.on_decision(str(TWO_FACES), False, "predicted", 0.5, two[3], two[2].choices[1][0])
+    kept = app.on_decision(two[3], two[2].choices[1][0], "predicted", 0.5)
     assert kept[2].value.startswith("Face 2") and kept[4].startswith("**Face 2:**")  # the selected face stays
-    assert app.on_decision(str(ASTRONAUT), False, "predicted", 0.5, two[3], "Face 2")[2].value.startswith("Face 1")
+    assert app.on_decision(plain[3], "Face 2", "predicted", 0.5)[2].value.startswith("Face 1")  # not in this photo
     assert app.on_analyze(str(ASTRONAUT), False, "predicted", 7)[0].startswith("⚠️ the prior correction")
+    refused = app.on_decision(plain[3], "1", "predicted", 7)
+    assert refused[0].startswith("⚠️ the prior correction") and refused[3] is plain[3]
+
+
+def test_the_slider_decides_again_without_detection_or_forward_pass(app, monkeypatch):
+    """Moving the slider gives what analysing the photo at that tau gives, from the session's analysis: no face
+    detection, no forward pass, and the explanations already computed for a class are reused at any tau."""
+    from fer_explain import pipeline
+    from fer_explain.predictor import Predictor
+
+    plain = app.on_analyze(str(TWO_FACES), False, "predicted")  # face 1 explained, tau = 0
+    fresh = app.on_analyze(str(TWO_FACES), False, "predicted", 1.2, "2")
+    calls = {"detect": 0, "forward": 0, "explain": 0}
+
+    def counted(name, original):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(pipeline, "analyze_image", counted("detect", pipeline.analyze_image))
+    monkeypatch.setattr(Predictor, "predict", counted("forward", Predictor.predict))
+    monkeypatch.setattr(Predictor, "explain", counted("explain", Predictor.explain))
+    decided = app.on_decision(plain[3], "2", "predicted", 1.2)
+    assert calls["detect"] == calls["forward"] == 0
+    assert decided[0] == fresh[0] and decided[2].value == fresh[2].value == decided[2].choices[1][0]
+    assert np.array_equal(decided[1], fresh[1])  # the boxes' captions carry the new decision
+    for a, b in zip(decided[4:], fresh[4:]):
+        assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
+    for face, expected in zip(decided[3].faces, fresh[3].faces):
+        np.testing.assert_array_equal(face.prediction.probabilities, expected.prediction.probabilities)
+        assert face.prediction.attended is plain[3].faces[face.index].prediction.attended  # no new forward pass
+    assert calls["explain"] == 2  # face 2's class, for both models: nothing else
+    explained = calls["explain"]
+    back = app.on_decision(decided[3], "1", "predicted", 0.0)  # face 1 at tau = 0 was explained by /analyze
+    assert calls["explain"] == explained and calls["detect"] == calls["forward"] == 0
+    for a, b in zip(back[4:], plain[4:]):
+        assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
 
 
 def test_a_baseline_with_another_crop_margin_gets_its_maps_over_its_own_crop(tmp_path):
@@ -238,6 +276,9 @@ def test_every_api_name_through_gradio_client(server, bad_files):
     assert "explain **happy**" in out[3]
     out = client.predict(handle_file(str(ASTRONAUT)), False, "happy", 1.0, api_name="/analyze")  # the slider's tau
     assert "prior correction τ = 1" in out[3], out[3]
+    decided = client.predict("1", "happy", 0.0, api_name="/decide")  # the slider let go at 0: the same photo
+    assert decided[3].startswith("**Face 1") and "prior correction" not in decided[3], decided[3]
+    assert client.predict("1", "happy", 1.0, api_name="/decide")[3] == out[3]
 
 
 def test_concurrent_users_get_their_own_results(server):

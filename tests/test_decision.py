@@ -94,6 +94,25 @@ def test_predictor_adjusts_probabilities_and_label_but_not_the_explanations():
     assert labels[0.0] != labels[2.0]  # the skewed prior moves at least one decision of this random model
 
 
+def test_deciding_again_equals_predicting_at_that_tau():
+    """Predictor.decide (the app's slider) re-decides from the as-trained probabilities: the same result as a new
+    forward pass at that tau, from any earlier tau, without one."""
+    predictor = Predictor(tiny_checkpoint(METADATA), device="cpu")
+    start = predictor.predict(faces(), prior_correction=1.5)
+    for tau in (0.0, 0.7, 2.0):
+        for decided, fresh, earlier in zip([predictor.decide(p, tau) for p in start],
+                                           predictor.predict(faces(), prior_correction=tau), start):
+            np.testing.assert_array_equal(decided.probabilities, fresh.probabilities)
+            np.testing.assert_array_equal(decided.model_probabilities, fresh.model_probabilities)
+            assert (decided.label, decided.label_index) == (fresh.label, fresh.label_index)
+            assert decided.prior_correction == tau
+            assert decided.attended is earlier.attended
+    with pytest.raises(UserError, match="between 0 and 2"):
+        predictor.decide(start[0], -1)
+    with pytest.raises(UserError, match="class_counts"):
+        Predictor(tiny_checkpoint({}), device="cpu").decide(start[0], 0.5)
+
+
 def test_predictor_without_recorded_counts_refuses_a_correction_only():
     predictor = Predictor(tiny_checkpoint({}), device="cpu")
     assert len(predictor.predict(faces(2))) == 2

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from fer_explain.classes import CLASSES
 from fer_explain.errors import UserError
 from test_training import run_module, write_ferplus_npz
 from training.latency import latency_markdown, latency_tables
@@ -59,9 +61,21 @@ def test_tables_hold_what_the_files_measured(bench_folder):
     assert f"| {predict['median_ms']:.1f} ({predict['p90_ms']:.1f}) |" in resnet_line
     assert "(results/bench/cpu_resnet18.json)" in resnet_line
     assert f"| {app['analyze_median_s']:.2f} (of 1) |" in markdown
+    assert len(app["decide_s"]) == len(app["decide_labels"]) == 4 * len(app["decide_taus"])  # 1 warm-up + 3 rounds
+    assert app["decide_median_s"] == statistics.median(app["decide_s"][len(app["decide_taus"]):])
+    assert f"| {app['select_class_median_s']:.2f} | {app['decide_median_s']:.2f} |" in markdown
+    assert set(app["decide_labels"]) <= set(CLASSES)
     for block in markdown.split("\n\n"):  # every row as wide as its table's header
         rows = [line for line in block.splitlines() if line.startswith("|")]
         assert len({line.count("|") for line in rows}) <= 1, block
+
+
+def test_an_app_file_from_before_the_slider_endpoint_gets_a_dash(tmp_path):
+    old = {"checkpoint": "a.safetensors", "baseline": "b.safetensors", "device": "cpu", "cpu_count": 2,
+           "startup_s": 9.0, "analyze_s": [2.0, 1.25], "analyze_median_s": 1.25, "select_class_median_s": 1.1}
+    (tmp_path / "app_old.json").write_text(json.dumps(old))
+    markdown = latency_markdown(latency_tables([tmp_path / "app_old.json"]), "results/bench/")
+    assert "| 9.0 | 1.25 (of 1) | 1.10 | - | [`app_old.json`]" in markdown
 
 
 def test_a_file_of_neither_kind_is_refused(tmp_path):

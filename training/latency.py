@@ -4,8 +4,9 @@
 Bench files (they hold "rows"): per model, device and precision, the median (and 90th percentile) of one face's
 prediction, of the three explanations of the app, and of those with their faithfulness scores, plus faces/s at
 batch 64. App files (they hold "analyze_s"): start-up of `python app.py` until its first HTTP answer and the median
-`/analyze` and `/select_class` request through gradio_client. Evaluate files (they hold "evaluate_s", from
-`python benchmarks/evaluate_speed.py --json`): a whole split through `fer_explain evaluate`'s code.
+`/analyze`, `/select_class` and `/decide` request through gradio_client (files from before `/decide` existed: "-").
+Evaluate files (they hold "evaluate_s", from `python benchmarks/evaluate_speed.py --json`): a whole split through
+`fer_explain evaluate`'s code.
 """
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def _add(path: Path, data: dict, bench: list[dict], app: list[dict], evaluate: l
                     "baseline": Path(data["baseline"]).name, "device": data["device"],
                     "cpu_count": data["cpu_count"], "startup_s": data["startup_s"],
                     "analyze_median_s": data["analyze_median_s"], "analyze_runs": len(data["analyze_s"]) - 1,
-                    "select_class_median_s": data["select_class_median_s"]})
+                    "select_class_median_s": data["select_class_median_s"],
+                    "decide_median_s": data.get("decide_median_s"), "decide_labels": data.get("decide_labels")})
     elif "evaluate_s" in data:
         evaluate.append({"file": path.name, "model": data["model"], "variant": data["variant"],
                          "checkpoint": data["checkpoint"], "random_init": data["random_init"],
@@ -105,12 +107,15 @@ def latency_markdown(t: dict, folder: str = "bench/") -> str:
     if t["app"]:
         rows = [[f"{a['checkpoint']} + {a['baseline']}", _device(a["device"], a["cpu_count"], "cores"),
                  f"{a['startup_s']:.1f}", f"{a['analyze_median_s']:.2f} (of {a['analyze_runs']})",
-                 f"{a['select_class_median_s']:.2f}", link(a)] for a in t["app"]]
+                 f"{a['select_class_median_s']:.2f}",
+                 "-" if a.get("decide_median_s") is None else f"{a['decide_median_s']:.2f}", link(a)] for a in t["app"]]
         lines += ["", *markdown_table(
             "The app (`/analyze`: one face, both models, three explanations each, faithfulness for the Bi-LSTM model; "
-            "`/select_class`: another class's maps for both models):",
-            ["checkpoints", "device", "start-up s", "`/analyze` s (median)", "`/select_class` s (median)", "file"],
-            "llrrrl", rows)]
+            "`/select_class`: another class's maps for both models; `/decide`: the prior-correction slider let go, "
+            "both models deciding again without a forward pass, at positions whose predicted class was explained "
+            "before):",
+            ["checkpoints", "device", "start-up s", "`/analyze` s (median)", "`/select_class` s (median)",
+             "`/decide` s (median)", "file"], "llrrrrl", rows)]
     if t.get("evaluate"):
         rows = [[f"{e['model']} {_VARIANT.get(e['variant'], e['variant'])}"
                  + (" (random init)" if e["random_init"] else f" (`{e['checkpoint']}`)"),
