@@ -138,6 +138,7 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
         assert f["sha256"] in (tmp_path / "checkpoints/README.md").read_text()
     assert shipped["files"]["full"]["evaluation"]["checkpoint"] == str(tmp_path / "checkpoints" / names[1])
     assert shipped["files"]["full"]["evaluation"]["single_view_accuracy"] is None  # the quick recipe evaluates without flip TTA
+    assert "Not measured for these files yet" in (tmp_path / "checkpoints/README.md").read_text()  # no study yet
 
     before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
     done = run_module("training.ship", "--records", str(records), "--weights", str(study / "out"), "--data",
@@ -149,6 +150,29 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
     done = run_module("training.ship", "--records", str(records), "--weights", str(study / "out"), "--data",
                       str(study / "test_only"), "--out", str(tmp_path / "c2"), "--results", str(tmp_path / "r2"))
     assert done.returncode == 2 and "over the 40 MB limit" in done.stderr  # resnet18 pair in fp16: ~52 MB
+
+
+def test_the_card_quotes_the_prior_correction_study_of_the_shipped_files_only():
+    from fer_explain.classes import CLASSES
+    from training.checkpoint_card import decision_rule_lines
+
+    summary = {"files": {"full": {"file": "a.safetensors", "sha256": "aa"},
+                         "baseline": {"file": "b.safetensors", "sha256": "bb"}}}
+
+    def measured(accuracy):
+        return {"accuracy": accuracy, "mean_class_accuracy": 0.5, "macro_f1": 0.4,
+                "recall": dict(zip(CLASSES, [0.9, 0.9, 0.6, 0.8, 0.3, 0.25, 0.7, 0.125]))}
+
+    study = {"flip_tta": False, "models": [
+        {"sha256": sha, "tau": tau, "test": {"as_trained": measured(0.85), "balanced": measured(accuracy)}}
+        for sha, tau, accuracy in (("aa", 0.7, 0.79), ("bb", 0.65, 0.8361))]}
+    text = "\n".join(decision_rule_lines(summary, study))
+    assert "| full | 0 | 85.00 | 50.00 | 40.00 | 12.50 | 25.00 | 30.00 |" in text
+    assert "| full | 0.7 | 79.00 |" in text and "| baseline | 0.65 | 83.61 |" in text and "one view" in text
+    for stale in ({**study, "models": study["models"][:1]}, None):  # another pair's study, or none
+        text = "\n".join(decision_rule_lines(summary, stale))
+        assert "Not measured for these files yet" in text and "| full |" not in text
+        assert "--checkpoints checkpoints/a.safetensors checkpoints/b.safetensors" in text
 
 
 def test_a_run_still_going_after_the_deadline_is_stopped_and_recorded(tmp_path, monkeypatch):

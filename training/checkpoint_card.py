@@ -14,7 +14,37 @@ def _recipe_lines(recipe: dict) -> list[str]:
     return [f"| {k} | {recipe[k]} |" for k in keys if k in recipe]  # records from before a key existed lack it
 
 
-def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:
+def decision_rule_lines(summary: dict, study: dict | None) -> list[str]:
+    """The prior-correction option and its figures for these files, from results/prior_correction.json (`study`,
+    written by training.prior_correction) matched by sha256; without a match, the commands that measure it."""
+    files = {v: summary["files"][v] for v in ("full", "baseline")}
+    lines = ["", "## Decision rule", "",
+             "The files decide as trained, argmax p(y|x): every figure above. `--prior-correction TAU` (`predict`, "
+             "`explain`, `evaluate`) and the app's slider decide argmax log p(y|x) − τ·log π_y instead, π being the "
+             "training class frequencies under Data (post-hoc logit adjustment, `fer_explain/decision.py`): the rare "
+             "classes are named more often, at some cost in overall accuracy; the maps of a class do not change."]
+    entries = {m.get("sha256"): m for m in (study or {}).get("models", [])}
+    if not all(f["sha256"] in entries for f in files.values()):
+        paths = " ".join(f"checkpoints/{f['file']}" for f in files.values())
+        return lines + ["", "Not measured for these files yet: `python -m training.prior_correction --checkpoints "
+                        f"{paths} --data ../shared/data/ferplus --out results`, then `training.ship` again to "
+                        "rewrite this card."]
+    views = "flip TTA" if study.get("flip_tta") else "one view, as the app and `evaluate` by default"
+    lines += ["", f"Measured on these files (test split, {views}; τ chosen on val for the best mean class accuracy; "
+              "`results/prior_correction.md`, from `python -m training.prior_correction`):", "",
+              "| model | τ | test accuracy | mean class acc. | macro F1 | contempt | disgust | fear |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for variant, f in files.items():
+        entry = entries[f["sha256"]]
+        for decision, tau in (("as_trained", 0), ("balanced", entry["tau"])):
+            m = entry["test"][decision]
+            lines.append(f"| {variant} | {tau:g} | {pct(m['accuracy'])} | {pct(m['mean_class_accuracy'])} | "
+                         f"{pct(m['macro_f1'])} | " + " | ".join(pct(m["recall"][c]) for c in
+                                                                  ("contempt", "disgust", "fear")) + " |")
+    return lines
+
+
+def card_markdown(summary: dict, records: list[Record], pair: dict, prior_correction: dict | None = None) -> str:
     split = summary["split"]
     full, baseline = pair["full"], pair["baseline"]
     group = by_variant(records)[(pair["recipe"], pair["backbone"])]
@@ -87,8 +117,9 @@ def card_markdown(summary: dict, records: list[Record], pair: dict) -> str:
         lines += ["", f"Stopped by the time limit before the recipe's last epoch: {', '.join(cut_runs)} "
                   "(`results/training_runs.md`: epochs, concurrency). How far such a run gets depends on the machine "
                   "and on what shares it; the command below, without `--time-limit`, trains every run to the end."]
-    lines += ["", "Per-class figures, confusion matrices and the Bi-LSTM's effect over seeds: `results/`.", "",
-              "## Reproduce", "", "```bash", where,
+    lines += ["", "Per-class figures, confusion matrices and the Bi-LSTM's effect over seeds: `results/`."]
+    lines += decision_rule_lines(summary, prior_correction)
+    lines += ["", "## Reproduce", "", "```bash", where,
               f"python -m training.study --config training/configs/{pair['recipe']}.yaml --data {train_dir} \\",
               f"    --backbones {pair['backbone']} --variants full baseline --seeds "
               f"{' '.join(map(str, sorted(group['full'])))} --runs-dir runs --eval-data {eval_dir} \\",

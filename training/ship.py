@@ -129,7 +129,9 @@ def main(args: argparse.Namespace) -> dict:
                "split": args.split, "total_bytes": total, "files": shipped}
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "shipped.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (args.out / "README.md").write_text(card_markdown(summary, records, pair))
+    study = args.results / "prior_correction.json"  # the decision-rule figures, when measured on these files
+    (args.out / "README.md").write_text(card_markdown(summary, records, pair,
+                                                      json.loads(study.read_text()) if study.is_file() else None))
     print(f"wrote {args.out / 'README.md'} and {args.results / 'shipped.json'}")
     return summary
 
