@@ -12,7 +12,7 @@ COMMANDS = {
     "evaluate": ("fer_explain.evaluate", "accuracy, per-class metrics and confusion matrix of a checkpoint on a split"),
     "cost": ("fer_explain.cost", "parameters, FLOPs, latency and memory of a model"),
     "predict": ("fer_explain.predict_cli", "emotions of every face in images, folders and videos"),
-    "explain": ("fer_explain.explain_cli", "explanation panels and JSON for every face in an image"),
+    "explain": ("fer_explain.explain_cli", "explanation panels and JSON for every face in photos and folders"),
     "bench": ("fer_explain.bench", "latency of prediction and of each explanation"),
 }
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from fer_explain.decision import add_prior_correction_argument, check_prior_correction
 from fer_explain.errors import UserError
+from fer_explain.input_batch import find_input_files, nothing_processed, report_skipped, skip_reason
 
 FORMATS = ("csv", "json")
 
@@ -111,7 +112,7 @@ class _Inputs:
                         frames += 1
                         yield (name, frame_index, time_s), frame
                 except Exception as e:  # noqa: BLE001 - any decoder failure is this file's problem, not the batch's
-                    message = _message(e)
+                    message = skip_reason(e)
                     if frames == 0:
                         self.skipped.append((name, message))
                     else:
@@ -122,43 +123,11 @@ class _Inputs:
                 try:
                     image = load_image(path)
                 except Exception as e:  # noqa: BLE001 - UserError or any decode error: skip, list at the end
-                    self.skipped.append((name, _message(e)))
+                    self.skipped.append((name, skip_reason(e)))
                 else:
                     self.processed += 1
                     yield (name, None, None), image
             self.progress.update(1)
-
-
-def _message(error: Exception) -> str:
-    if isinstance(error, UserError):
-        return str(error)
-    text = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _find_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The image and video files under `paths`, and the paths that do not exist (listed as skipped)."""
-    from fer_explain.image_io import iter_image_files
-    missing: list[tuple[str, str]] = []
-    files = list(iter_image_files(paths, on_missing=lambda p: missing.append((str(p), "no such file or folder"))))
-    if not files and not missing:
-        raise UserError(f"no images or videos found in {' '.join(map(str, paths))}")
-    return files, missing
-
-
-def _nothing_processed(skipped: list[tuple[str, str]]) -> int:
-    _report_skipped(skipped)
-    print("error: none of the inputs could be processed", file=sys.stderr)
-    return 1
-
-
-def _report_skipped(skipped: list[tuple[str, str]]) -> None:
-    if skipped:
-        print(f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''}:", file=sys.stderr)
-        for name, why in skipped:
-            if why.startswith(f"{name}:"):  # image_io's messages already start with the file name
-                why = why[len(name) + 1:].strip()
-            print(f"  {name}: {why}", file=sys.stderr)
 
 
 def _serialise(rows: list[dict], fmt: str, columns: list[str]) -> str:
@@ -189,9 +158,9 @@ def run(args) -> int:
     if not str(checkpoint).startswith("hf://"):
         from fer_explain.checkpoint import resolve_checkpoint_path
         resolve_checkpoint_path(checkpoint)  # a missing file is reported now, not after the imports below
-    files, missing = _find_files(args.paths)
+    files, missing = find_input_files(args.paths)
     if not files:
-        return _nothing_processed(missing)
+        return nothing_processed(missing)
 
     from tqdm import tqdm
 
@@ -205,9 +174,9 @@ def run(args) -> int:
 
     rows: list[dict] = []
     timelines: dict[str, tuple[list, list]] = {}
-    # a bar only when there is something to wait for; always on stderr so stdout stays clean CSV/JSON
+    # a bar only when there is something to wait for and a terminal to show it; on stderr, so stdout stays clean
     with tqdm(total=len(files), unit="file", file=sys.stderr, dynamic_ncols=True, leave=False,
-              disable=len(files) < 2 and not any(is_video(f) for f in files)) as bar:
+              disable=not sys.stderr.isatty() or (len(files) < 2 and not any(is_video(f) for f in files))) as bar:
         inputs = _Inputs(files, args.every_n, bar)
         for key, result in analyze_many(predictor, inputs, whole_image=args.whole_image, max_faces=args.max_faces,
                                         batch_size=args.batch_size, prior_correction=tau):
@@ -218,7 +187,7 @@ def run(args) -> int:
                 points.append(_timeline_point(result, len(classes)))
 
     if inputs.processed == 0:  # no table at all rather than a header without rows
-        return _nothing_processed(missing + inputs.skipped)
+        return nothing_processed(missing + inputs.skipped)
     columns = ["file", "frame", "time_s", "face", "box", "label", "score", *classes, "note"]
     text = _serialise(rows, fmt, columns)
     write_error = None
@@ -237,7 +206,7 @@ def run(args) -> int:
               + "".join(f"\ntimeline: {p}" for p in written), file=sys.stderr)
     for line in inputs.warnings:
         print(f"warning: {line}", file=sys.stderr)
-    _report_skipped(missing + inputs.skipped)
+    report_skipped(missing + inputs.skipped)
     if write_error:
         print(f"error: {write_error}", file=sys.stderr)
         return 1

@@ -1,9 +1,10 @@
 """The `explain` and `bench` commands end to end, as subprocesses, on a tiny random checkpoint: the panels, annotated
-image and JSON record `explain` writes, its exit codes for a missing face and for bad input, and `bench`'s timing
-rows."""
+image and JSON record `explain` writes, for one photo and for a batch, its exit codes for a missing face and for bad
+input, and `bench`'s timing rows."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,6 +80,50 @@ def test_explain_bad_inputs_exit_2_with_one_line(checkpoint, inputs, tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), (what, proc.stderr)
         assert ("boredom" in lines[0]) == (what == "unknown target")
+
+
+def test_explain_a_folder_gives_each_photo_its_subfolder_and_lists_the_bad_files(checkpoint, inputs, tmp_path):
+    """A batch: folders searched recursively, one subfolder per photo (same names numbered), index.json, and the bad
+    files and videos skipped and listed at the end, without stopping the others."""
+    import shutil
+
+    photos = tmp_path / "photos"
+    (photos / "more").mkdir(parents=True)
+    shutil.copy(inputs / "gray.png", photos / "face.png")
+    shutil.copy(inputs / "rgba.png", photos / "more" / "face.png")  # the same name in a subfolder
+    shutil.copy(inputs / "sub" / "deeper" / "not_an_image.png", photos / "more" / "broken.png")
+    shutil.copy(inputs / "sub" / "deeper" / "clip.avi", photos / "clip.avi")
+    out = tmp_path / "out"
+    proc = run_cli("explain", photos, inputs / "cmyk.jpg", tmp_path / "missing.png", "--checkpoint", checkpoint,
+                   "--whole-image", "--no-faithfulness", "--out", out)
+    assert_clean(proc)
+    assert proc.returncode == 0, proc.stderr
+    index = json.loads((out / "index.json").read_text())
+    assert [(Path(p["image"]).name, Path(p["folder"]).name) for p in index["photos"]] == [
+        ("face.png", "face"), ("face.png", "face-2"), ("cmyk.jpg", "cmyk")]
+    for photo in index["photos"]:
+        report = json.loads((Path(photo["folder"]) / "explanation.json").read_text())
+        assert report["image"] == photo["image"] and len(report["faces"]) == photo["faces"] == 1
+        assert [f["label"] for f in report["faces"]] == photo["labels"]
+        assert (Path(photo["folder"]) / "face_0.png").is_file() and (Path(photo["folder"]) / "annotated.png").is_file()
+    skipped = {Path(s["file"]).name: s["reason"] for s in index["skipped"]}
+    assert set(skipped) == {"broken.png", "clip.avi", "missing.png"}, skipped
+    assert "predict" in skipped["clip.avi"] and "no such file" in skipped["missing.png"]
+    assert "skipped 3 files:" in proc.stderr and "broken.png" in proc.stderr and "3 photos" in proc.stderr
+
+
+def test_explain_a_batch_without_faces_or_readable_photos_exits_1(checkpoint, inputs, tmp_path):
+    proc = run_cli("explain", inputs / "no_face.png", inputs / "gray.png", "--checkpoint", checkpoint,
+                   "--no-faithfulness", "--out", tmp_path / "none")
+    assert_clean(proc)
+    assert proc.returncode == 1 and "no face to explain" in proc.stderr, proc.stderr
+    assert len(json.loads((tmp_path / "none" / "index.json").read_text())["photos"]) == 2  # written all the same
+    bad = inputs / "sub" / "deeper"
+    proc = run_cli("explain", bad / "not_an_image.png", bad / "one_pixel.png", "--checkpoint", checkpoint,
+                   "--out", tmp_path / "bad")
+    assert_clean(proc)
+    assert proc.returncode == 1 and "none of the inputs could be processed" in proc.stderr, proc.stderr
+    assert "not_an_image.png" in proc.stderr and "one_pixel.png" in proc.stderr
 
 
 def test_bench_reports_latency_rows_as_json(checkpoint, tmp_path):
