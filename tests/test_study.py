@@ -118,8 +118,11 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
     assert "[`faithfulness.md`](faithfulness.md): written by `python -m training.faithfulness`" in \
         (out / "README.md").read_text() and (out / "faithfulness.md").is_file()  # listed, and left alone
     text = readme.read_text()
-    assert "old" not in text and "the Bi-LSTM changes test accuracy by" in text and text.endswith("tail\n")
-    assert "**Ablation, quick recipe, resnet18**" in text and "(`full_no_spatial`)" in text
+    assert "old" not in text and "| quick | resnet18 | 2 |" in text and text.endswith("tail\n")
+    assert "**Ablation** (Table III)" in text
+    assert "| quick | resnet18 | Bi-LSTM + channel attention (`full_no_spatial`) | 0, 1 |" in text
+    index = (out / "README.md").read_text()  # each verdict's reasoning, sentence by sentence
+    assert "the Bi-LSTM changes test accuracy by" in index and "**Ablation, quick recipe, resnet18**" in index
     assert "old latency" not in text and "| resnet18 Bi-LSTM (random init) | cpu (" in text
     assert "(results/bench/cpu_resnet18.json)" in text
     assert "(bench/cpu_resnet18.json)" in (out / "latency.md").read_text()  # links relative to each file

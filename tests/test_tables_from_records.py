@@ -11,7 +11,8 @@ from scipy.stats import ttest_rel
 
 from training.records import Record, select_pair
 from training.tables import cached_feature_val_gap, table2_per_class, table3_ablation
-from training.tables_markdown import table2_markdown
+from training.readme_summary import readme_block
+from training.tables_markdown import pct, table2_markdown
 from training.verdicts import bilstm_answer
 
 CLASSES8 = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
@@ -187,6 +188,10 @@ def test_ablation_with_two_or_more_seeds_is_judged_by_a_paired_t_test_of_its_dif
         in text
     assert "Without a t-test (one seed, or no spread), a difference counts as seed noise when it is under t·√2·σ/√n" \
         in text and "2.43 pp for 1 seed." in text
+    records = [*full.values(), *unstable.values(), one_seed]
+    lines = readme_block(table2_per_class(records, "test"), table3_ablation(records, "test"), None).splitlines()
+    assert any("(`full_no_channel`) | 0 | -2.00 |" in line and line.endswith("| within seed noise (noise band) |")
+               for line in lines), lines
 
 
 def test_per_class_differences_use_only_the_seeds_both_variants_have():
@@ -238,3 +243,28 @@ def test_a_recipe_without_class_weights_is_not_its_own_ablation():
     assert variant_of(config, unweighted_recipe, {"no_class_weighting": True}) == "full_no_class_weighting"
     assert variant_of(config, unweighted_recipe, {}) == "full_no_class_weighting"  # records without the flag
     assert variant_of({**config, "spatial_attention": "none"}, {"class_weighting": True}, {}) == "full_no_spatial"
+
+
+def test_the_readme_table_holds_each_recipes_paired_effect_verdict_and_left_out_seeds():
+    records = []
+    for recipe, diffs in (("a", [0.010, -0.010, 0.005]), ("b", [0.010, 0.020, 0.016])):
+        records += [_record("full", s, 0.5, 0.70 + d, recipe=recipe) for s, d in enumerate(diffs)]
+        records += [_record("baseline", s, 0.5, 0.70, recipe=recipe) for s in range(3)]
+    records += [_record("full", 0, 0.60, 0.60, recipe="c", epochs=[0.50, 0.60], time_limited=True),
+                _record("baseline", 0, 0.80, 0.80, recipe="c", epochs=[0.55, 0.62, 0.70, 0.80]),
+                _record("full", 1, 0.81, 0.81, recipe="c", epochs=[0.5, 0.6, 0.7, 0.81]),
+                _record("baseline", 1, 0.80, 0.80, recipe="c", epochs=[0.5, 0.6, 0.7, 0.80]),
+                _record("full", 0, 0.6, 0.6, recipe="d", epochs=[0.6], time_limited=True),
+                _record("baseline", 0, 0.7, 0.7, recipe="d", epochs=[0.5, 0.7])]
+    t2 = table2_per_class(records, "test")
+    effects = {g["recipe"]: g["bilstm_effect"]["accuracy"] for g in t2["groups"]}
+    lines = readme_block(t2, table3_ablation(records, "test"), None).splitlines()
+    row = {r: next(line for line in lines if line.startswith(f"| {r} | b |")) for r in "abcd"}
+    b = effects["b"]
+    assert f"| 3 | 71.53 ± 0.50 | 70.00 ± 0.00 | {pct(b, True)} | 3 of 3 | {b['p_holm']:.2g} |" in row["b"]
+    assert "| beyond seed noise for this recipe alone, not once the others are counted |" in row["b"]
+    assert "| within seed noise |" in row["a"] and "loss: none" in row["b"] and "gain: none" not in row["b"]
+    assert "| 1 | 81.00 | 80.00 | +1.00 | 1 of 1 |" in row["c"] and "too few seeds" in row["c"]
+    assert "left out (time limit, unequal epochs): seed 0" in row["c"]
+    assert "not compared on test" in row["d"] and "(val at the same epoch: +10.00 pp)" in row["d"]
+    assert len({line.count("|") for line in lines if line.startswith("|")}) == 1  # every row as wide as the header

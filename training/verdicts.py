@@ -91,6 +91,27 @@ def noise_band(full_accuracy: dict) -> float | None:
     return t_quantile_95(full_accuracy["n"]) * 2 ** 0.5 * full_accuracy["std"]
 
 
+def ablation_verdict(d: dict, band: float | None) -> tuple[bool | None, str]:
+    """Whether one ablation's mean difference from the full model (`d`, Table III's vs_full accuracy) is within seed
+    noise, and the test it rests on: the paired t-test with two or more seeds, else noise_band (None: no judge)."""
+    if d.get("p_value") is not None:
+        return d["p_value"] >= 0.05, f"paired t-test p = {_p(d['p_value'])}"
+    if band is not None:
+        return abs(d["mean"]) < band / len(d["seeds"]) ** 0.5, "noise band"
+    return None, ""
+
+
+def short_effect_verdict(e: dict) -> str:
+    """effect_verdict in a few words, for a table cell."""
+    if e["p_value"] is None:
+        return "too few seeds to judge" if e["n"] < 2 else "no t-test (zero variance)"
+    if e["p_holm"] < 0.05:
+        return "beyond seed noise"
+    if e["p_value"] < 0.05:
+        return "beyond seed noise for this recipe alone, not once the others are counted"
+    return "within seed noise"
+
+
 def ablation_answer(table3: dict) -> str:
     """What removing each part does: each ablation's accuracy minus the full model's on the same seeds. Judged by a
     paired t-test of the per-seed differences where there are two or more, since the variant's own spread over seeds
@@ -108,13 +129,12 @@ def ablation_answer(table3: dict) -> str:
             if variant in ("full", "baseline") or d is None or d["mean"] is None:
                 continue
             seeds = d["seeds"]
-            within, test = None, ""
-            if d.get("p_value") is not None:
-                tested, within = True, d["p_value"] >= 0.05
-                test = f"; paired t-test p = {_p(d['p_value'])}"
-            elif band is not None:
+            within, test = ablation_verdict(d, band)
+            if test == "noise band":
                 bands_used.add(len(seeds))
-                within = abs(d["mean"]) < band / len(seeds) ** 0.5
+                test = ""
+            elif test:
+                tested, test = True, f"; {test}"
             verdict = "" if within is None else " (within seed noise)" if within else " (beyond seed noise)"
             # accuracy alone would hide a trade: a variant can gain accuracy on the common classes by losing the
             # rare ones, which macro F1 and mean class accuracy show
