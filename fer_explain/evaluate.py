@@ -1,4 +1,5 @@
-"""`python -m fer_explain evaluate`: a checkpoint's accuracy, per-class metrics and confusion matrix on a data split.
+"""`python -m fer_explain evaluate`: a checkpoint's accuracy, per-class metrics, confusion matrix and calibration
+(fer_explain.calibration: how far its probabilities can be taken at their word) on a data split.
 
 Images stay uint8 until each batch is transformed on the device (fer_explain.transforms.eval_transform), so memory
 holds 48x48 bytes, not 224x224 floats. Inference runs under `torch.inference_mode` in channels_last layout (the
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from fer_explain.classes import CLASSES
-from fer_explain.decision import add_prior_correction_argument, adjusted_scores, check_prior_correction, training_prior
+from fer_explain.decision import (add_prior_correction_argument, adjust_probabilities, adjusted_scores,
+                                  check_prior_correction, training_prior)
 from fer_explain.device import pick_device
 from fer_explain.errors import UserError
 
@@ -29,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--data-format", default="auto", help="dataset layout (default: auto-detect)")
     parser.add_argument("--json", type=Path, help="write the metrics and run details to this JSON file")
-    parser.add_argument("--out", type=Path, help="folder for metrics.json and confusion_matrix.png")
+    parser.add_argument("--out", type=Path, help="folder for metrics.json, confusion_matrix.png and reliability.png")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per batch (default: 256 on CUDA, 32 on CPU)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -115,6 +117,7 @@ def evaluation_record(ckpt, dataset, device, batch_size: int, flip_tta: bool, da
     prior_correction: the decision rule's tau (fer_explain.decision; 0 = argmax of the probabilities)."""
     import torch
 
+    from fer_explain.calibration import calibration_metrics
     from fer_explain.device import prepare_for_inference
     from fer_explain.metrics import compute_metrics
 
@@ -131,11 +134,16 @@ def evaluation_record(ckpt, dataset, device, batch_size: int, flip_tta: bool, da
     def decide(probabilities):  # the same rule for the TTA mean and for the single view below
         return (adjusted_scores(probabilities, prior, tau) if tau else probabilities).argmax(1)
 
+    def shown(probabilities):  # the probabilities whose argmax is decided: what a user of the model reads
+        return adjust_probabilities(probabilities, prior, tau) if tau else probabilities
+
     labels, predictions = dataset.labels.cpu().numpy(), decide(views.mean(0))
     return {
         **compute_metrics(labels, predictions, CLASSES),
+        "calibration": calibration_metrics(shown(views.mean(0)), labels),
         # with flip TTA, the unflipped view alone as well: what the app and `evaluate` without --flip-tta compute
         "single_view_accuracy": float((decide(views[0]) == labels).mean()) if flip_tta else None,
+        "single_view_calibration": calibration_metrics(shown(views[0]), labels) if flip_tta else None,
         "checkpoint": str(ckpt.path), "checkpoint_sha256": file_sha256(ckpt.path),
         "model_config": ckpt.config.to_dict(),
         "data": str(data), "data_source": dataset.source, "split": split, "data_fingerprint": dataset.fingerprint(),
@@ -149,6 +157,7 @@ def evaluation_record(ckpt, dataset, device, batch_size: int, flip_tta: bool, da
 
 
 def run(args) -> int:
+    from fer_explain.calibration import format_calibration, save_reliability_png
     from fer_explain.confusion_plot import save_confusion_png
     from fer_explain.metrics import format_metrics
     from fer_explain.output_paths import check_output_file, check_output_folder
@@ -171,6 +180,7 @@ def run(args) -> int:
         print(f"note: the data has no {', '.join(metrics['missing_classes'])} images; macro and mean-class "
               f"metrics are over the {len(metrics['evaluated_classes'])} classes it has")
     print(format_metrics(metrics))
+    print(format_calibration(metrics["calibration"]))
     if args.flip_tta:
         print(f"without the flipped view (as the app predicts): accuracy {100 * metrics['single_view_accuracy']:.2f}%")
 
@@ -185,7 +195,8 @@ def run(args) -> int:
         (args.out / "metrics.json").write_text(text + "\n")
         title = f"{ckpt.path.name} - {args.split} ({len(dataset)} images, accuracy {100 * metrics['accuracy']:.1f}%)"
         written += [args.out / "metrics.json",
-                    save_confusion_png(args.out / "confusion_matrix.png", metrics["confusion_matrix"], CLASSES, title)]
+                    save_confusion_png(args.out / "confusion_matrix.png", metrics["confusion_matrix"], CLASSES, title),
+                    save_reliability_png(args.out / "reliability.png", metrics["calibration"], title)]
     for path in written:
         print(f"wrote {path}")
     return 0

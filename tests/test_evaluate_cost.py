@@ -70,6 +70,12 @@ def test_evaluate_writes_metrics_json_and_confusion_png(files):
     assert record["seconds"] > 0 and record["images_per_s"] > 0
     png = out / "confusion_matrix.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # calibration of the probabilities it decided with: their argmax is the prediction, so the accuracies agree
+    calibration = record["calibration"]
+    assert calibration["accuracy"] == pytest.approx(record["accuracy"]) and 0 <= calibration["ece"] <= 1
+    assert sum(b["count"] for b in calibration["bins"]) == N_IMAGES
+    assert f"calibration: ECE {100 * calibration['ece']:.2f}%" in result.stdout
+    assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert record["flip_tta"] is False and record["single_view_accuracy"] is None
     # with flip TTA the record also holds the unflipped view's accuracy: the run above, without a second pass
     flipped = cli("evaluate", "--checkpoint", ckpt, "--data", data, "--split", "test", "--json", root / "f.json",
@@ -77,6 +83,7 @@ def test_evaluate_writes_metrics_json_and_confusion_png(files):
     assert flipped.returncode == 0, flipped.stderr
     flip_record = json.loads((root / "f.json").read_text())
     assert flip_record["flip_tta"] is True and flip_record["single_view_accuracy"] == record["accuracy"]
+    assert flip_record["single_view_calibration"] == record["calibration"] and record["single_view_calibration"] is None
     assert f"without the flipped view (as the app predicts): accuracy {100 * record['accuracy']:.2f}%" in flipped.stdout
 
 

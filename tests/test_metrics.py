@@ -1,4 +1,5 @@
-"""Metrics against hand-computed cases, the text tables, the confusion PNG, and the analytic LSTM FLOPs."""
+"""Metrics against hand-computed cases, the text tables, the confusion PNG, calibration (ECE and its
+reliability PNG), and the analytic LSTM FLOPs."""
 import numpy as np
 import pytest
 import torch
@@ -108,3 +109,35 @@ def test_flop_counter_sees_nothing_in_an_lstm():
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         torch.nn.functional.linear(torch.randn(1, 16), lstm.weight_ih_l0)  # one step's input projection
     assert counter.get_total_flops() == 2 * 4 * 8 * 16
+
+
+def test_calibration_against_hand_computed_bins():
+    from fer_explain.calibration import calibration_metrics
+
+    # 4 images, 2 classes, 2 bins (0, 0.5] and (0.5, 1]: confidences 0.9, 0.9 (one right), 0.6, 0.6 (both right)
+    p = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]])
+    y = np.array([0, 1, 1, 1])
+    c = calibration_metrics(p, y, n_bins=2)
+    assert [b["count"] for b in c["bins"]] == [0, 4] and c["bins"][0]["accuracy"] is None
+    assert c["bins"][1]["confidence"] == pytest.approx(0.75) and c["bins"][1]["accuracy"] == pytest.approx(0.75)
+    assert c["ece"] == pytest.approx(0.0) and c["accuracy"] == 0.75
+    c = calibration_metrics(p, y, n_bins=10)  # bins (0.8, 0.9] and (0.5, 0.6]: |0.5 - 0.9| and |1 - 0.6|
+    assert c["ece"] == pytest.approx(0.5 * 0.4 + 0.5 * 0.4) and c["mce"] == pytest.approx(0.4)
+    assert c["nll"] == pytest.approx(-np.mean(np.log([0.9, 0.1, 0.6, 0.6])))
+    assert c["brier"] == pytest.approx(np.mean([0.02, 1.62, 0.32, 0.32]))
+    # a confidence of exactly 1 lands in the top bin, not past it
+    assert calibration_metrics(np.array([[1.0, 0.0]]), np.array([0]))["bins"][-1]["count"] == 1
+
+
+def test_calibration_is_near_zero_when_probabilities_come_true_and_grows_when_overconfident(tmp_path):
+    from fer_explain.calibration import calibration_metrics, save_reliability_png
+
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.5, 1.0, 20_000)
+    p = np.stack([confidence, 1 - confidence], 1)
+    honest = np.where(rng.uniform(size=confidence.size) < confidence, 0, 1)  # right as often as it says
+    assert calibration_metrics(p, honest)["ece"] < 0.01
+    coin = rng.integers(0, 2, confidence.size)  # right half of the time, however sure it says it is
+    assert calibration_metrics(p, coin)["ece"] == pytest.approx(confidence.mean() - 0.5, abs=0.01)
+    png = save_reliability_png(tmp_path / "r.png", calibration_metrics(p, honest), "honest")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

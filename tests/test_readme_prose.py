@@ -1,6 +1,6 @@
 """The README's prose quotes measured figures by hand (the status paragraph and its answer to "does the Bi-LSTM
-help?"). These tests fail when the files they come from change and the prose does not: a new shipped pair
-(results/shipped.json) or new runs behind results/*.md."""
+help?", and the calibration of the shipped files). These tests fail when the files they come from change and the
+prose does not: a new shipped pair (results/shipped.json) or new runs behind results/*.md."""
 from __future__ import annotations
 
 import json
@@ -78,3 +78,18 @@ def test_status_counts_the_runs_behind_the_cached_feature_val_gap():
     assert gaps
     for gap in gaps:
         assert f"{gap['n']} runs" in status, f"{gap['features']}: {gap['n']} runs"
+
+
+def test_reading_the_probabilities_quotes_the_shipped_files_calibration():
+    """The README's calibration figures are the shipped files' own, one view as the app shows them
+    (results/shipped.json, written by training.ship with evaluate's code)."""
+    readme = " ".join((REPO / "README.md").read_text().split())
+    full, base = (SHIPPED[v]["evaluation"]["single_view_calibration"] for v in ("full", "baseline"))
+    bins = {round(b["lower"], 2): b for b in full["bins"]}
+    for quote in (f"mean probability of {100 * full['mean_confidence']:.1f} % for {100 * full['accuracy']:.1f} % "
+                  f"accuracy (expected calibration error {100 * full['ece']:.1f} %",
+                  f"baseline {100 * base['mean_confidence']:.1f} % for {100 * base['accuracy']:.1f} %, ECE "
+                  f"{100 * base['ece']:.1f} %",
+                  f"60–67 % came true {100 * bins[0.6]['accuracy']:.0f} % of the time, those with 80–87 % "
+                  f"{100 * bins[0.8]['accuracy']:.0f} %"):
+        assert quote in readme, quote

@@ -141,7 +141,10 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
         assert f["sha256"] in (tmp_path / "checkpoints/README.md").read_text()
     assert shipped["files"]["full"]["evaluation"]["checkpoint"] == str(tmp_path / "checkpoints" / names[1])
     assert shipped["files"]["full"]["evaluation"]["single_view_accuracy"] is None  # the quick recipe evaluates without flip TTA
-    assert "Not measured for these files yet" in (tmp_path / "checkpoints/README.md").read_text()  # no study yet
+    card = (tmp_path / "checkpoints/README.md").read_text()
+    assert "Not measured for these files yet" in card  # no prior-correction study yet
+    ece = shipped["files"]["full"]["evaluation"]["calibration"]["ece"]
+    assert "Calibration on test, one view as the app shows it" in card and f"full ECE {100 * ece:.2f} %" in card
 
     before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
     done = run_module("training.ship", "--records", str(records), "--weights", str(study / "out"), "--data",
@@ -214,6 +217,7 @@ def test_ship_also_measures_a_flip_tta_recipe_without_tta_as_the_app_and_default
     result = verify(weights, record, dataset, data, "test", cpu)
     assert result["predictions_changed"] == 0 and result["evaluation"]["flip_tta"] is True
     assert result["evaluation"]["single_view_accuracy"] == plain["accuracy"]
+    assert result["evaluation"]["single_view_calibration"] == plain["calibration"]
 
 
 def test_table4_leaves_out_the_flops_of_cuda_files_that_counted_the_lstm_twice(tmp_path):

@@ -14,6 +14,23 @@ def _recipe_lines(recipe: dict) -> list[str]:
     return [f"| {k} | {recipe[k]} |" for k in keys if k in recipe]  # records from before a key existed lack it
 
 
+def calibration_lines(summary: dict) -> list[str]:
+    """How far each file's probabilities can be taken at their word (fer_explain.calibration), as the app shows them:
+    one view when the recipe evaluates with flip TTA. Nothing for an evaluation from before calibration was kept."""
+    split, parts = summary["split"], []
+    for variant in ("full", "baseline"):
+        e = summary["files"][variant]["evaluation"]
+        c = e.get("single_view_calibration") or (None if e.get("flip_tta") else e.get("calibration"))
+        if c is None:
+            return []
+        parts.append(f"{variant} ECE {pct(c['ece'])} % (mean confidence {pct(c['mean_confidence'])} % for "
+                     f"{pct(c['accuracy'])} % accuracy)")
+    return ["", f"Calibration on {split}, one view as the app shows it (`python -m fer_explain evaluate`; "
+            f"{summary['files']['full']['evaluation']['calibration']['n_bins']} equal-width bins of the predicted "
+            f"class's probability): {'; '.join(parts)}. A probability above the accuracy it comes true with is "
+            "overconfident, one below it underconfident; `evaluate --out` draws the reliability diagram."]
+
+
 def decision_rule_lines(summary: dict, study: dict | None) -> list[str]:
     """The prior-correction option and its figures for these files, from results/prior_correction.json (`study`,
     written by training.prior_correction) matched by sha256; without a match, the commands that measure it."""
@@ -94,6 +111,7 @@ def card_markdown(summary: dict, records: list[Record], pair: dict, prior_correc
                   f"it, which is what `python -m fer_explain evaluate` computes unless given `--flip-tta` and what the "
                   f"app shows, {split} accuracy here is {pct(no_tta['full'])} % (full) and {pct(no_tta['baseline'])} % "
                   "(baseline)."]
+    lines += calibration_lines(summary)
     lines += ["", f"Over all seeds of this recipe and backbone ({split}, mean ± std):", "",
               "| model | seeds | accuracy | mean class acc. | macro F1 |", "|---|---:|---:|---:|---:|"]
     for variant in ("full", "baseline"):
