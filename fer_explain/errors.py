@@ -25,3 +25,12 @@ def run_command(command, interrupted_hint: str = "") -> int:
         print("interrupted" + (f"; {interrupted_hint}" if interrupted_hint else ""), file=sys.stderr)
         return 130
     return 0 if code is None else code
+
+
+def run_writing_command(main, args) -> int:
+    """run_command for a command whose `main(args)` returns the files it wrote, each then listed as `wrote PATH`."""
+    def run() -> None:
+        for path in main(args):
+            print(f"wrote {path}")
+
+    return run_command(run)

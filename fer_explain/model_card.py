@@ -106,7 +106,7 @@ def checkpoint_section(kind: str, predictor, test_evaluation: dict | None = None
 
 # results/ files written by `python -m training.results`, in reading order
 RESULT_TABLES = ("table1_overall", "table2_per_class", "table3_ablation", "table4_cost", "training_runs",
-                 "prior_correction", "faithfulness")  # the last two from training.prior_correction, .faithfulness
+                 "prior_correction", "temperature", "faithfulness")  # the last three: their own training.* studies
 COMPARE_TABLES = ("table2_per_class",)  # the Compare tab's dataset view: per class, both models, Bi-LSTM effect
 
 

@@ -93,3 +93,12 @@ def test_reading_the_probabilities_quotes_the_shipped_files_calibration():
                   f"60–67 % came true {100 * bins[0.6]['accuracy']:.0f} % of the time, those with 80–87 % "
                   f"{100 * bins[0.8]['accuracy']:.0f} %"):
         assert quote in readme, quote
+
+
+def test_the_temperature_the_readme_quotes_is_the_shipped_files_own():
+    study = json.loads((REPO / "results" / "temperature.json").read_text())
+    full = next(m for m in study["models"] if m["sha256"] == SHIPPED["full"]["sha256"])
+    readme = " ".join((REPO / "README.md").read_text().split())
+    quote = (f"(T = {full['temperature']:.3g};", f"test ECE from {100 * full['test']['as_trained']['ece']:.1f} to "
+             f"{100 * full['test']['scaled']['ece']:.1f} % without changing any decision")
+    assert all(q in readme for q in quote), quote

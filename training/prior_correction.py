@@ -21,7 +21,7 @@ import numpy as np
 
 from fer_explain.classes import CLASSES
 from fer_explain.decision import adjusted_scores, training_prior
-from fer_explain.errors import UserError, run_command
+from fer_explain.errors import UserError, run_writing_command
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -175,13 +175,7 @@ def main(args: argparse.Namespace) -> list[Path]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-
-    def run() -> None:
-        for path in main(args):
-            print(f"wrote {path}")
-
-    return run_command(run)
+    return run_writing_command(main, get_args_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import re
 import sys
 from pathlib import Path
 
-from fer_explain.errors import UserError, run_command
+from fer_explain.errors import UserError, run_writing_command
 from training import latency, readme_summary, tables, tables_markdown, verdicts
 from training.records import Record, by_variant, load_records, select_pair
 
@@ -32,6 +32,8 @@ OTHER_COMMANDS_TABLES = {
                        "rests on)",
     "prior_correction.md": "written by `python -m training.prior_correction` (what a class-balanced decision, tuned "
                            "on val, trades: overall against mean class accuracy)",
+    "temperature.md": "written by `python -m training.temperature` (how far the probabilities can be taken at their "
+                      "word, as trained and with a temperature fitted on val)",
 }
 
 
@@ -192,14 +194,7 @@ def main(args: argparse.Namespace) -> list[Path]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-
-    def run() -> int:
-        for path in main(args):
-            print(f"wrote {path}")
-        return 0
-
-    return run_command(run)
+    return run_writing_command(main, get_args_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
