@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from training.tables import stats
 from training.tables_markdown import markdown_table, pct
-from training.verdicts import OTHER_EFFECTS, _p, ablation_verdict, noise_band, short_effect_verdict
+from training.verdicts import OTHER_EFFECTS, ablation_verdict, noise_band, p_text, short_effect_verdict
 
 
 def _class_extremes(rows: list[dict]) -> str:
@@ -30,7 +30,7 @@ def bilstm_table(table2: dict) -> list[str]:
                 why += f" (val at the same epoch: {pct(matched, True)} pp)"
             rows.append([g["recipe"], g["backbone"], "-", "-", "-", "-", "-", "-", "-", why, "-"])
             continue
-        p = "-" if e.get("p_holm") is None else _p(e["p_holm"])
+        p = "-" if e.get("p_holm") is None else p_text(e["p_holm"])
         verdict = short_effect_verdict(e)
         if g.get("unequal_training"):  # pairs the time limit cut at unequal epochs are not in the paired figures
             cut = ", ".join(str(u["seed"]) for u in g["unequal_training"])

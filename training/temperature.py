@@ -35,9 +35,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def scaled(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(logits / T) from the softmax itself: log p differs from the logits by a per-row constant."""
-    scores = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, None)) / temperature
-    weights = np.exp(scores - scores.max(1, keepdims=True))
-    return weights / weights.sum(1, keepdims=True)
+    from scipy.special import softmax
+
+    return softmax(np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, None)) / temperature, axis=1)
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:

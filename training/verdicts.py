@@ -13,7 +13,8 @@ from training.tables_markdown import pct, unequal_training_text
 OTHER_EFFECTS = (("macro_f1", "macro F1"), ("mean_class_accuracy", "mean class accuracy"))
 
 
-def _p(value: float) -> str:
+def p_text(value: float) -> str:
+    """A p-value to two significant figures, as every verdict quotes it."""
     return f"{value:.2g}"
 
 
@@ -27,9 +28,9 @@ def effect_verdict(e: dict) -> str:
     own p is under 0.05."""
     if e["p_value"] is None:
         return "too few seeds to judge against seed noise" if e["n"] < 2 else "no t-test (zero variance)"
-    test = f"paired t-test over {e['n']} seeds, p = {_p(e['p_value'])}"
+    test = f"paired t-test over {e['n']} seeds, p = {p_text(e['p_value'])}"
     if e["family_size"] > 1:
-        test += f", {_p(e['p_holm'])} after Holm's correction for the {e['family_size']} recipes compared"
+        test += f", {p_text(e['p_holm'])} after Holm's correction for the {e['family_size']} recipes compared"
     if e["p_holm"] < 0.05:
         return f"beyond seed noise ({test})"
     if e["p_value"] < 0.05:
@@ -53,7 +54,7 @@ def bilstm_answer(table2: dict, selected: dict | None) -> str:
         spread = (f"{pct(e['std'])} pp std over {e['n']} seeds" if e["std"] is not None
                   else "a single seed, so no spread")
         # accuracy is dominated by neutral and happy; the balanced metrics can tell another story
-        others = [f"{name} {pct(o, True)} pp" + (f" (p = {_p(o['p_value'])})" if o["p_value"] is not None else "")
+        others = [f"{name} {pct(o, True)} pp" + (f" (p = {p_text(o['p_value'])})" if o["p_value"] is not None else "")
                   for m, name in OTHER_EFFECTS if (o := g["bilstm_effect"].get(m)) and o["mean"] is not None]
         deltas = [(r["difference_accuracy"], r["class"]) for r in g["rows"] if r["difference_accuracy"] is not None]
         gains = ", ".join(f"{c} {pct(d, True)}" for d, c in sorted(deltas, reverse=True)[:2] if d > 0) or "none"
@@ -95,7 +96,7 @@ def ablation_verdict(d: dict, band: float | None) -> tuple[bool | None, str]:
     """Whether one ablation's mean difference from the full model (`d`, Table III's vs_full accuracy) is within seed
     noise, and the test it rests on: the paired t-test with two or more seeds, else noise_band (None: no judge)."""
     if d.get("p_value") is not None:
-        return d["p_value"] >= 0.05, f"paired t-test p = {_p(d['p_value'])}"
+        return d["p_value"] >= 0.05, f"paired t-test p = {p_text(d['p_value'])}"
     if band is not None:
         return abs(d["mean"]) < band / len(d["seeds"]) ** 0.5, "noise band"
     return None, ""
