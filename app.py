@@ -1,7 +1,8 @@
 """Gradio app: emotions of the faces in a photo, the Bi-LSTM model's three explanations, the no-Bi-LSTM baseline beside
 it, a live webcam view and the model card. A thin shell: every number and image comes from `fer_explain`
 (`app_views` and `live_view` for the views, `model_card` for the card); this file only lays them out and wires the
-events. A slider sets the decision rule's prior correction (`fer_explain.decision`) for every tab.
+events. A new photo is explained as soon as it arrives (the Analyze button runs it again); a slider sets the
+decision rule's prior correction (`fer_explain.decision`) for every tab.
 
     python app.py [--checkpoint FILE|hf://owner/repo/file] [--baseline FILE] [--device auto|cpu|cuda] [--port 7860]
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import gradio as gr
 
 from fer_explain import app_views as views
+from fer_explain.app_widgets import grid_box, image_box, tolerant
 from fer_explain import model_card
 from fer_explain.classes import parse_target
 from fer_explain.decision import MAX_PRIOR_CORRECTION
@@ -48,23 +50,6 @@ try:
 except UserError as e:  # e.g. --device cuda without CUDA: the page still builds and shows why
     print(f"fer-explain app: {e}", file=sys.stderr)
     MODELS = views.LoadedModels(None, None, [str(e), views.NO_MODEL], "cpu")
-
-
-def tolerant(image: gr.Image) -> gr.Image:
-    """Hand an upload on as its file path even when Pillow cannot open it, so that
-    `fer_explain.image_io.load_image` (header size check against decompression bombs, EXIF orientation, mode
-    conversion) judges every file and a bad one becomes a one-line notice instead of a stack trace.
-    (Patched on the instance: a gr.Image subclass would make gradio write an app.pyi stub next to this file.)"""
-    original = image.preprocess
-
-    def preprocess(payload):
-        try:
-            return original(payload)
-        except Exception:
-            return None if payload is None or payload.path is None else str(payload.path)
-
-    image.preprocess = preprocess
-    return image
 
 
 def problem(error: Exception, toast: bool = True) -> str:
@@ -150,6 +135,21 @@ def on_select(analysis, face, target):
     return [views.notices_markdown(analysis), analysis] + face_outputs(analysis, face, target)
 
 
+def on_new_photo(image, whole_image, target, prior_correction=0.0):
+    """A photo was uploaded, taken or pasted: explain it at once. Removed: empty every panel and forget the analysis.
+    Either way the page never shows one photo's explanations (or lets the slider re-decide it) beside another."""
+    if image is None:
+        return [None, None, gr.Dropdown(choices=[], value=None), None] + empty_outputs("")
+    return on_analyze(image, whole_image, target, prior_correction)
+
+
+def on_whole_image(image, whole_image, target, prior_correction=0.0):
+    """The whole-image box was ticked or unticked: analyse the photo again that way (nothing to do without one)."""
+    if image is None:
+        return [gr.skip()] * (4 + N_EXPLAIN + N_COMPARE)
+    return on_analyze(image, whole_image, target, prior_correction)
+
+
 def on_decision(analysis, face, target, prior_correction):
     """The prior-correction slider moved: both models decide again on the photo already analysed, without detecting
     or running the networks again, and the selected face stays (nothing happens before a photo is analysed)."""
@@ -173,17 +173,6 @@ def on_live(frame, prior_correction=0.0):
 def on_results():
     images = model_card.results_images()
     return model_card.results_markdown(stems=model_card.COMPARE_TABLES), gr.Gallery(value=images, visible=bool(images))
-
-
-def image_box(label, height=260, show_label=True, elem_id=None):
-    # JPEG: PNG encoding of the ~13 images of one request cost ~0.6 s of the 1.5 s budget on 2 CPU cores
-    return gr.Image(label=label, type="numpy", interactive=False, height=height, format="jpeg", show_label=show_label,
-                    elem_id=elem_id)
-
-
-def grid_box(label, height=260):
-    """A 7x7 grid picture: it carries its own title, and the label badge would hide its first columns."""
-    return image_box(label, height, show_label=False)
 
 
 with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
@@ -275,6 +264,9 @@ with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
     analyze_event = dict(fn=on_analyze, inputs=[photo, whole_image, target_select, prior_correction],
                          outputs=[notice, annotated, face_select, analysis_state] + face_views)
     analyze_button.click(**analyze_event, api_name="analyze")
+    # a new photo is explained without a click, and a removed one takes its explanations with it
+    photo.input(**{**analyze_event, "fn": on_new_photo}, api_visibility="undocumented")
+    whole_image.input(**{**analyze_event, "fn": on_whole_image}, api_visibility="undocumented")
     if example_set is not None:  # a visitor who clicks an example sees it explained without another click
         example_set.load_input_event.then(**analyze_event, api_visibility="undocumented")
     select_event = dict(fn=on_select, inputs=[analysis_state, face_select, target_select],

@@ -173,6 +173,29 @@ def test_the_slider_decides_again_without_detection_or_forward_pass(app, monkeyp
         assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
 
 
+def test_a_new_or_removed_photo_never_leaves_another_photos_explanations(app, tmp_path):
+    """Uploading explains at once (what /analyze gives); removing the photo empties every panel and forgets the
+    analysis, so the slider has nothing stale to re-decide; the whole-image box re-analyses the photo it is about."""
+    n = 4 + app.N_EXPLAIN + app.N_COMPARE
+    uploaded = app.on_new_photo(str(TWO_FACES), False, "predicted", 0.5)
+    clicked = app.on_analyze(str(TWO_FACES), False, "predicted", 0.5)
+    assert len(uploaded) == n and uploaded[0] == clicked[0] and "2 faces found" in uploaded[0]
+    for a, b in zip(uploaded[4:], clicked[4:]):
+        assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
+
+    removed = app.on_new_photo(None, False, "predicted", 0.5)
+    assert len(removed) == n and removed[3] is None and removed[2].choices == [] and removed[2].value is None
+    assert all(not value for value in removed[:2] + removed[4:]), removed  # no image, text or table is left
+    assert all(s == app.gr.skip() for s in app.on_decision(removed[3], None, "predicted", 1.0))
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (160, 120), "gray").save(blank)
+    assert app.on_new_photo(str(blank), False, "predicted")[0].startswith("⚠️ No face found")
+    whole = app.on_whole_image(str(blank), True, "predicted")
+    assert "whole image" in whole[0] and len(whole[3].faces) == 1 and "Strongest regions" in whole[9]
+    assert all(s == app.gr.skip() for s in app.on_whole_image(None, True, "predicted"))
+
+
 def test_a_baseline_with_another_crop_margin_gets_its_maps_over_its_own_crop(tmp_path):
     import dataclasses
 

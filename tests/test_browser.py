@@ -1,6 +1,7 @@
 """The app in a real browser: headless Debian Chromium driven by Playwright uploads the astronaut photo and waits for
-the annotated photo and the explanation panels, then clicks the two-face example, which is explained at once; and
-the Live tab's webcam stream, fed by Chromium's fake camera with a video of the astronaut photo.
+the annotated photo and the explanation panels (no click needed), removes it and sees the panels emptied, then clicks
+the two-face example, which is explained at once; a photo without a face is classified whole once the box is ticked;
+and the Live tab's webcam stream, fed by Chromium's fake camera with a video of the astronaut photo.
 Skipped when Chromium or Playwright is missing (never downloads one).
 
 A screenshot is saved under the test's tmp dir and copied to /tmp/app_screenshot.png for a person to look at.
@@ -48,8 +49,7 @@ def test_upload_photo_and_see_explanations(served_app, tmp_path):
             page.goto(served_app, wait_until="domcontentloaded", timeout=60_000)
             page.get_by_text("Device:").first.wait_for(timeout=60_000)  # gradio keeps a connection open: no networkidle
             assert page.get_by_text("Device:").count() >= 1  # the header says where the models run
-            page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))
-            page.get_by_role("button", name="Analyze").click()
+            page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))  # explained without a click
             # the explanation panels are filled when the faithfulness table has its random-order row
             page.get_by_text("random order (reference)").first.wait_for(timeout=90_000)
             page.get_by_text("Strongest regions").first.wait_for(timeout=10_000)
@@ -60,6 +60,11 @@ def test_upload_photo_and_see_explanations(served_app, tmp_path):
             page.screenshot(path=str(shot), full_page=True)
             shutil.copy(shot, "/tmp/app_screenshot.png")
             assert shot.stat().st_size > 20_000
+
+            # removing the photo takes its explanations with it
+            page.get_by_role("button", name="Remove Image").first.click()
+            page.get_by_text("Strongest regions").first.wait_for(state="detached", timeout=30_000)
+            assert page.get_by_text("1 face found").count() == 0 and page.get_by_text("random order (reference)").count() == 0
 
             # clicking an example explains it at once (the notice comes with the panels, in the same answer)
             page.locator("img[src*='two_faces']").first.click()
@@ -81,6 +86,30 @@ def test_upload_photo_and_see_explanations(served_app, tmp_path):
             assert page.get_by_text("94.20 %").count() >= 1 and page.get_by_text("Not for decisions").count() >= 1
             page.screenshot(path=str(tmp_path / "card.png"), full_page=True)
             shutil.copy(tmp_path / "card.png", "/tmp/app_screenshot_card.png")
+        finally:
+            browser.close()
+
+
+def test_a_photo_without_a_face_is_classified_whole_once_asked(served_app, tmp_path):
+    """No face: the notice says so and points to the box; ticking it analyses the same photo again as one face, and
+    the Analyze button runs that analysis once more."""
+    from playwright.sync_api import sync_playwright
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 150), (120, 140, 160)).save(blank)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(served_app, wait_until="domcontentloaded", timeout=60_000)
+            page.locator("input[type=file]").first.set_input_files(str(blank))
+            page.locator("#notice").get_by_text("No face found").first.wait_for(timeout=60_000)
+            page.get_by_label("No face found? Classify the whole picture as one face").check()
+            page.get_by_text("the whole image (its centre square) was used").first.wait_for(timeout=60_000)
+            page.get_by_text("Strongest regions").first.wait_for(timeout=30_000)
+            page.get_by_role("button", name="Analyze").click()
+            page.get_by_text("Strongest regions").first.wait_for(timeout=30_000)
+            assert page.get_by_text("the whole image (its centre square) was used").count() >= 1
         finally:
             browser.close()
 
