@@ -265,8 +265,11 @@ with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
                          outputs=[notice, annotated, face_select, analysis_state] + face_views)
     analyze_button.click(**analyze_event, api_name="analyze")
     # a new photo is explained without a click, and a removed one takes its explanations with it
-    photo.input(**{**analyze_event, "fn": on_new_photo}, api_visibility="undocumented")
-    whole_image.input(**{**analyze_event, "fn": on_whole_image}, api_visibility="undocumented")
+    # always_last: a photo changed while the previous one is being analysed is analysed next (with "once", the
+    # default, that change would be dropped and the panels would show the previous photo)
+    photo.input(**{**analyze_event, "fn": on_new_photo}, api_visibility="undocumented", trigger_mode="always_last")
+    whole_image.input(**{**analyze_event, "fn": on_whole_image}, api_visibility="undocumented",
+                      trigger_mode="always_last")
     if example_set is not None:  # a visitor who clicks an example sees it explained without another click
         example_set.load_input_event.then(**analyze_event, api_visibility="undocumented")
     select_event = dict(fn=on_select, inputs=[analysis_state, face_select, target_select],

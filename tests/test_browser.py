@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app_helpers import ASTRONAUT, free_port, import_app, make_checkpoints
+from app_helpers import ASTRONAUT, TWO_FACES, free_port, import_app, make_checkpoints
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu"]
@@ -64,7 +64,18 @@ def test_upload_photo_and_see_explanations(served_app, tmp_path):
             # removing the photo takes its explanations with it
             page.get_by_role("button", name="Remove Image").first.click()
             page.get_by_text("Strongest regions").first.wait_for(state="detached", timeout=30_000)
-            assert page.get_by_text("1 face found").count() == 0 and page.get_by_text("random order (reference)").count() == 0
+            assert page.get_by_text("1 face found").count() == 0 and \
+                page.get_by_text("random order (reference)").count() == 0
+
+            # a photo replaced while the previous one is still being analysed: the panels end on the new one
+            page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))
+            page.get_by_role("button", name="Remove Image").first.click()
+            page.locator("input[type=file]").first.set_input_files(str(TWO_FACES))
+            page.get_by_text("2 faces found").first.wait_for(timeout=90_000)
+            page.wait_for_timeout(3_000)  # nothing queued behind it may bring the astronaut back
+            assert page.get_by_text("1 face found").count() == 0 and page.get_by_text("2 faces found").count() >= 1
+            page.get_by_role("button", name="Remove Image").first.click()
+            page.get_by_text("Strongest regions").first.wait_for(state="detached", timeout=30_000)
 
             # clicking an example explains it at once (the notice comes with the panels, in the same answer)
             page.locator("img[src*='two_faces']").first.click()
