@@ -49,13 +49,14 @@ class LoadedModels:
             if predictor is None:
                 return f"**{kind}:** not loaded"
             return f"**{kind}:** {predictor.name} (`{shown_path(predictor.checkpoint_path)}`)"
-        parts = [f"**Device:** {self.device.upper()}", line("Bi-LSTM model", self.main), line("Baseline", self.baseline)]
-        text = " · ".join(parts)
+        text = " · ".join([f"**Device:** {self.device.upper()}", line("Bi-LSTM model", self.main),
+                           line("Baseline", self.baseline)])
         return text + "".join(f"\n\n> ⚠️ {n}" for n in self.notices)
 
 
 def load_models(checkpoint: str | None = None, baseline: str | None = None, device: str = "auto") -> LoadedModels:
-    """Both predictors, loaded once. A missing/broken checkpoint becomes a notice (and a line on stderr), not a crash."""
+    """Both predictors, loaded once. A missing/broken checkpoint becomes a notice (and a line on stderr), not a
+    crash."""
     from fer_explain.pipeline import default_checkpoint
     from fer_explain.device import pick_device
     from fer_explain.predictor import Predictor
@@ -188,11 +189,8 @@ def _overlay(display, explanation, method):
 
 def faithfulness_rows(explanation) -> list[list]:
     """[method, deletion AUC (lower = more faithful), insertion AUC (higher = more faithful)] per map + random."""
-    rows = []
-    for method, scores in explanation.faithfulness.items():
-        rows.append([METHOD_TITLES.get(method, method), round(float(scores["deletion_auc"]), 4),
-                     round(float(scores["insertion_auc"]), 4)])
-    return rows
+    return [[METHOD_TITLES.get(method, method), round(float(scores["deletion_auc"]), 4),
+             round(float(scores["insertion_auc"]), 4)] for method, scores in explanation.faithfulness.items()]
 
 
 @dataclass

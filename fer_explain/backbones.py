@@ -65,5 +65,6 @@ def create_backbone(name: str, weights: str | Path | None = None) -> tuple[nn.Mo
         try:
             net.load_state_dict(state, strict=False)
         except RuntimeError as e:
-            raise UserError(f"{weights} does not fit {name}: {str(e).splitlines()[1] if chr(10) in str(e) else e}") from None
+            raise UserError(f"{weights} does not fit {name}: "
+                            f"{str(e).splitlines()[1] if chr(10) in str(e) else e}") from None
     return _cut(name, net), channels

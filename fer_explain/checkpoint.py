@@ -102,7 +102,8 @@ def load_checkpoint(spec: str | Path, device: str | torch.device = "cpu") -> Che
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path}: model config or preprocessing is invalid ({e})") from None
     if list(config.classes) != list(meta.get("classes", config.classes)):
-        raise UserError(f"{path}: config classes {list(config.classes)} do not match the stored classes {meta['classes']}")
+        raise UserError(f"{path}: config classes {list(config.classes)} do not match the stored classes "
+                        f"{meta['classes']}")
     try:
         model = build_model(config)
     except ValueError as e:  # e.g. a backbone this version does not know
@@ -117,6 +118,7 @@ def load_checkpoint(spec: str | Path, device: str | torch.device = "cpu") -> Che
     wrong = [k for k in set(expected) & set(state) if expected[k].shape != state[k].shape]
     if missing or unexpected or wrong:
         raise UserError(f"{path}: weights do not match its config ({len(missing)} missing, {len(unexpected)} "
-                        f"unexpected, {len(wrong)} of the wrong shape, e.g. {sorted(missing | unexpected | set(wrong))[:3]})")
+                        f"unexpected, {len(wrong)} of the wrong shape, e.g. "
+                        f"{sorted(missing | unexpected | set(wrong))[:3]})")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     return Checkpoint(model.to(device).eval(), config, preprocessing, meta, path)

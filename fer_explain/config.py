@@ -1,4 +1,5 @@
-"""The model's configuration (one dataclass, stored in every checkpoint) and the input preprocessing it was trained with.
+"""The model's configuration (one dataclass, stored in every checkpoint) and the input preprocessing it was trained
+with.
 
 Inference rebuilds the network from `ModelConfig` alone, as nanoGPT does with `GPTConfig`.
 """

@@ -24,7 +24,8 @@ FORMATS = ("csv", "json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="image or video files and folders (searched recursively)")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="image or video files and folders (searched recursively)")
     parser.add_argument("--checkpoint", help="model .safetensors, run dir or hf://owner/repo/file "
                                              "(default: the Bi-LSTM checkpoint in checkpoints/)")
     parser.add_argument("--format", choices=FORMATS, help="output format (default: from --out's suffix, else csv)")

@@ -93,8 +93,10 @@ class Predictor:
             crops = []
             for i, face in enumerate(faces):
                 face = np.asarray(face)
-                if face.dtype != np.uint8 or face.ndim not in (2, 3) or (face.ndim == 3 and face.shape[2] not in (1, 3, 4)):
-                    raise UserError(f"face {i}: expected a uint8 (H, W) or (H, W, 3) crop; got {face.dtype} {face.shape}")
+                if (face.dtype != np.uint8 or face.ndim not in (2, 3)
+                        or (face.ndim == 3 and face.shape[2] not in (1, 3, 4))):
+                    raise UserError(f"face {i}: expected a uint8 (H, W) or (H, W, 3) crop; "
+                                    f"got {face.dtype} {face.shape}")
                 face = face[..., None] if face.ndim == 2 else face[..., :3]  # RGBA: alpha dropped
                 crops.append(torch.from_numpy(np.ascontiguousarray(face)).permute(2, 0, 1)[None])
         else:

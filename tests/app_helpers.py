@@ -1,4 +1,5 @@
-"""Shared by test_app.py and test_browser.py: a tiny random checkpoint pair and a fresh import of app.py that uses it."""
+"""Shared by test_app.py and test_browser.py: a tiny random checkpoint pair and a fresh import of app.py that uses
+it."""
 from __future__ import annotations
 
 import importlib.util

@@ -53,7 +53,8 @@ def make_ferplus_npz(root: Path, with_test: bool = False) -> Path:
             votes[i, [0, 1, 3, 2, 6, 5, 4, 7].index(c)] = 7
             votes[i, 8] = 3
         images = np.stack([gray(10 * len(rows) + 10 * i, 6) for i in range(n)])
-        (np.savez_compressed if compressed else np.savez)(root / f"{name}.npz", images=images, labels=labels.astype(np.uint8))
+        (np.savez_compressed if compressed else np.savez)(root / f"{name}.npz", images=images,
+                                                          labels=labels.astype(np.uint8))
         split = name.split("_")[0]
         rows += [[f"{name}.npz", pos, int(labels[pos]), split, *votes[pos]] for pos in range(n)][::-1]  # any row order
     with open(root / "labels.csv", "w", newline="") as f:

@@ -191,7 +191,8 @@ def test_imagefolder_unknown_class_folder_names_it(tmp_path):
 
 # ---------------------------------------------------------------- image decoding, detection, bad input
 def test_decode_keeps_order_and_native_size(tmp_path):
-    paths = [save(tmp_path / "a.png", rgb(1, 2, 3, 5)), corrupt(tmp_path / "b.png"), save(tmp_path / "c.png", gray(7, 5))]
+    paths = [save(tmp_path / "a.png", rgb(1, 2, 3, 5)), corrupt(tmp_path / "b.png"),
+             save(tmp_path / "c.png", gray(7, 5))]
     out = decode_image_files(paths)
     assert out.kept == [0, 2] and out.images.shape == (2, 3, 5, 5) and out.images[1, :, 0, 0].tolist() == [7, 7, 7]
     assert out.skipped[0][0].endswith("b.png")

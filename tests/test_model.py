@@ -10,7 +10,8 @@ from fer_explain.model import build_model
 from fer_explain.sequence import map_to_tokens
 
 VARIANTS = [dict(variant=v, channel_attention=c, spatial_attention=s)
-            for v in ("full", "baseline") for c, s in (("channel", "spatial"), ("none", "spatial"), ("channel", "none"))]
+            for v in ("full", "baseline")
+            for c, s in (("channel", "spatial"), ("none", "spatial"), ("channel", "none"))]
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,8 @@ def test_checkpoint_round_trip(tmp_path, x, dtype):
     torch.manual_seed(0)
     model = build_model(ModelConfig(backbone="resnet18")).eval()
     pre = Preprocessing(grayscale=False, source_size=100)
-    path = save_checkpoint(tmp_path / "run" / "model.safetensors", model, pre, {"validation": {"accuracy": 0.5}}, dtype=dtype)
+    path = save_checkpoint(tmp_path / "run" / "model.safetensors", model, pre, {"validation": {"accuracy": 0.5}},
+                           dtype=dtype)
     assert path.with_suffix(".json").is_file()
     ckpt = load_checkpoint(tmp_path / "run")  # a run directory works as well as the file
     assert ckpt.config == model.config and ckpt.preprocessing == pre
@@ -147,7 +149,8 @@ def test_backbone_weights_from_file(tmp_path):
         build_model(ModelConfig(backbone="mobilenet_v2"), backbone_weights=tmp_path / "r18.safetensors")
 
 
-IMAGENET_MOBILENET = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared/weights/mobilenet_v2_imagenet1k_v1.safetensors"
+IMAGENET_MOBILENET = (__import__("pathlib").Path(__file__).resolve().parents[2]
+                      / "shared/weights/mobilenet_v2_imagenet1k_v1.safetensors")
 
 
 @pytest.mark.shared_data

@@ -140,7 +140,8 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
         assert f["evaluation"]["n"] == 4 and 0 <= f["predictions_changed"] <= 4
         assert f["sha256"] in (tmp_path / "checkpoints/README.md").read_text()
     assert shipped["files"]["full"]["evaluation"]["checkpoint"] == str(tmp_path / "checkpoints" / names[1])
-    assert shipped["files"]["full"]["evaluation"]["single_view_accuracy"] is None  # the quick recipe evaluates without flip TTA
+    # the quick recipe evaluates without flip TTA
+    assert shipped["files"]["full"]["evaluation"]["single_view_accuracy"] is None
     card = (tmp_path / "checkpoints/README.md").read_text()
     assert "Not measured for these files yet" in card  # no prior-correction study yet
     ece = shipped["files"]["full"]["evaluation"]["calibration"]["ece"]

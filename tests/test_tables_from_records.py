@@ -184,10 +184,10 @@ def test_ablation_with_two_or_more_seeds_is_judged_by_a_paired_t_test_of_its_dif
     assert "two-sided paired t-test" in text and "t·√2·σ/√n" not in text  # no one-seed variant: no band
     one_seed = _record("full_no_channel", 0, 0.77, 0.7560)  # -2.00 pp against a 2.43 pp band (σ = 0.40 pp)
     text = ablation_answer(table3_ablation([*full.values(), *unstable.values(), one_seed], "test"))
-    assert "(`full_no_channel`) -2.00 pp (within seed noise), macro F1 -2.00 pp, mean class accuracy -2.00 pp (seed 0)" \
-        in text
-    assert "Without a t-test (one seed, or no spread), a difference counts as seed noise when it is under t·√2·σ/√n" \
-        in text and "2.43 pp for 1 seed." in text
+    assert "(`full_no_channel`) -2.00 pp (within seed noise), macro F1 -2.00 pp, mean class accuracy -2.00 pp " \
+           "(seed 0)" in text
+    assert "Without a t-test (one seed, or no spread), a difference counts as seed noise when it is " \
+           "under t·√2·σ/√n" in text and "2.43 pp for 1 seed." in text
     records = [*full.values(), *unstable.values(), one_seed]
     lines = readme_block(table2_per_class(records, "test"), table3_ablation(records, "test"), None).splitlines()
     assert any("(`full_no_channel`) | 0 | -2.00 |" in line and line.endswith("| within seed noise (noise band) |")

@@ -37,9 +37,9 @@ def decision_rule_lines(summary: dict, study: dict | None) -> list[str]:
     files = {v: summary["files"][v] for v in ("full", "baseline")}
     lines = ["", "## Decision rule", "",
              "The files decide as trained, argmax p(y|x): every figure above. `--prior-correction TAU` (`predict`, "
-             "`explain`, `evaluate`) and the app's slider decide argmax log p(y|x) − τ·log π_y instead, π being the "
-             "training class frequencies under Data (post-hoc logit adjustment, `fer_explain/decision.py`): the rare "
-             "classes are named more often, at some cost in overall accuracy; the maps of a class do not change."]
+             "`explain`, `evaluate`) and the app's slider decide argmax log p(y|x) − τ·log π_y instead, π being "
+             "the training class frequencies under Data (post-hoc logit adjustment, `fer_explain/decision.py`): the "
+             "rare classes are named more often, at some cost in overall accuracy; the maps of a class do not change."]
     entries = {m.get("sha256"): m for m in (study or {}).get("models", [])}
     if not all(f["sha256"] in entries for f in files.values()):
         paths = " ".join(f"checkpoints/{f['file']}" for f in files.values())
@@ -73,7 +73,8 @@ def card_markdown(summary: dict, records: list[Record], pair: dict, prior_correc
     for variant, record in (("full", full), ("baseline", baseline)):
         f = summary["files"][variant]
         kind = "Bi-LSTM (full)" if variant == "full" else "baseline (GAP instead of Bi-LSTM)"
-        lines.append(f"| `{f['file']}` | {record.backbone} {kind} | `{record.name}` | {f['bytes']:,} | `{f['sha256']}` |")
+        lines.append(f"| `{f['file']}` | {record.backbone} {kind} | `{record.name}` | {f['bytes']:,} "
+                     f"| `{f['sha256']}` |")
     lines += ["", f"Together {summary['total_bytes'] / 1e6:.1f} MB. Weights are stored in **float16** (the model runs "
               "in float32 after loading)."]
     lines += ["", "## Data", "",
@@ -103,7 +104,8 @@ def card_markdown(summary: dict, records: list[Record], pair: dict, prior_correc
                      f"| {pct(record.val['accuracy'])} | {pct(record.evaluated_val_accuracy)} "
                      f"| {pct(f['reference']['accuracy'])} "
                      f"({f['reference']['device']}) | {pct(e['accuracy'])} ({e['device_name']}) | "
-                     f"{pct(e['mean_class_accuracy'])} | {pct(e['macro_f1'])} | {f['predictions_changed']} of {e['n']} |")
+                     f"{pct(e['mean_class_accuracy'])} | {pct(e['macro_f1'])} | "
+                     f"{f['predictions_changed']} of {e['n']} |")
     # a flip-TTA evaluation also holds the unflipped view's accuracy: what `evaluate` by default and the app compute
     no_tta = {v: summary["files"][v]["evaluation"].get("single_view_accuracy") for v in ("full", "baseline")}
     if None not in no_tta.values():
@@ -118,7 +120,8 @@ def card_markdown(summary: dict, records: list[Record], pair: dict, prior_correc
         runs = [r.evals[split] for r in group[variant].values() if split in r.evals]
         cut = seeds_cell(len(runs), sum(r.time_limited for r in group[variant].values()))
         lines.append(f"| {variant} | {cut} | " + " | ".join(pct(stats([m[k] for m in runs])) for k in
-                                                                 ("accuracy", "mean_class_accuracy", "macro_f1")) + " |")
+                                                                 ("accuracy", "mean_class_accuracy", "macro_f1"))
+                     + " |")
     recipe = full.training["recipe"]
     weights = f" --backbone-weights {pair['backbone']}={recipe['backbone_weights']}" if recipe.get("backbone_weights") \
         else ""

@@ -62,7 +62,8 @@ def verify(path: Path, record: Record, dataset, data: str, split: str, device) -
 
     reference = record.evals[split]
     if dataset.fingerprint() != reference["data_fingerprint"]:
-        raise UserError(f"the {split} split in {data} is not the one {record.name} was evaluated on (other fingerprint)")
+        raise UserError(f"the {split} split in {data} is not the one {record.name} was evaluated on "
+                        "(other fingerprint)")
     ckpt = load_checkpoint(path, device)
     ours = evaluation_record(ckpt, dataset, device, default_batch_size(device), reference["flip_tta"], data, split,
                              progress=sys.stderr.isatty())
@@ -70,7 +71,8 @@ def verify(path: Path, record: Record, dataset, data: str, split: str, device) -
     return {"file": path.name, "run": record.name, "sha256": ours["checkpoint_sha256"],
             "bytes": path.stat().st_size, "storage": "float16", "evaluation": {k: v for k, v in ours.items()
                                                                                if k != "predictions"},
-            "reference": {"accuracy": reference["accuracy"], "device": reference.get("device_name", reference["device"]),
+            "reference": {"accuracy": reference["accuracy"],
+                          "device": reference.get("device_name", reference["device"]),
                           "checkpoint_sha256": reference["checkpoint_sha256"]},
             "predictions_changed": changed, "accuracy_change": ours["accuracy"] - reference["accuracy"]}
 

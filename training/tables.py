@@ -1,7 +1,8 @@
 """The results tables as plain dicts (the JSON files are these dicts; training.tables_markdown renders them).
 
     table1_overall     Table I shape: accuracy, macro precision / recall / F1, mean class accuracy per model on the
-                       eval split, mean ± sample std (ddof=1) over seeds, plus the paper's claimed row marked as a claim
+                       eval split, mean ± sample std (ddof=1) over seeds, plus the paper's claimed row marked as a
+                       claim
     table2_per_class   Table II shape, per recipe/backbone: per-class accuracy (= recall) and F1 of full vs baseline
                        and full − baseline, means over the seeds both have; and the Bi-LSTM's effect: per-seed
                        paired differences, their mean ± std, a paired t-test (scipy.stats.ttest_rel) with its p

@@ -219,8 +219,8 @@ def training_markdown(t: dict) -> str:
              "excluded), while `parallel` runs shared the device. train acc.: the last epoch's accuracy on its "
              "(augmented) training batches; val acc.: the best epoch's, the one kept, as training measured it and as "
              "`fer_explain evaluate` measures its checkpoint.", "",
-             "| run | device | batch | epochs run / planned | best epoch | train acc. % (last epoch) | val acc. % (best) | "
-             "val acc. % (evaluate) | images/s | wall time (s) | parallel | stopped by |",
+             "| run | device | batch | epochs run / planned | best epoch | train acc. % (last epoch) | "
+             "val acc. % (best) | val acc. % (evaluate) | images/s | wall time (s) | parallel | stopped by |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in t["rows"]:
         stop = ("early stop" if r["early_stopped"] else "time limit" if r["time_limited"]
@@ -233,7 +233,8 @@ def training_markdown(t: dict) -> str:
     if t.get("val_gap"):
         lines += ["", *markdown_table(
             "Runs on cached frozen-backbone features: `evaluate`'s val accuracy (the float32 network on the images) "
-            "minus training's (on the cache), in pp.", ["cached features", "runs", "mean ± std", "min", "max"], "lrrrr",
+            "minus training's (on the cache), in pp.", ["cached features", "runs", "mean ± std", "min", "max"],
+            "lrrrr",
             [[g["features"], str(g["n"]), pct(g, signed=True), pct(g["min"], signed=True), pct(g["max"], signed=True)]
              for g in t["val_gap"]])]
     if t.get("shared_device"):

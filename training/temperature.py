@@ -79,7 +79,8 @@ def markdown(result: dict) -> str:
              "predicted class's probability. The test split was evaluated at these two values only; the val "
              "figures at the fitted T are optimistic, since T was fitted on them. One view, as the app and "
              "`evaluate` run. Written by `python -m training.temperature`.", "",
-             "| model | T | val ECE | val NLL | test ECE | test NLL | test Brier | test mean confidence | test accuracy |",
+             "| model | T | val ECE | val NLL | test ECE | test NLL | test Brier | test mean confidence | "
+             "test accuracy |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m in result["models"]:
         for key, temperature in (("as_trained", 1.0), ("scaled", m["temperature"])):

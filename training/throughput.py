@@ -41,7 +41,8 @@ def measure(recipe: dict, batch_size: int, images: int, repeats: int, device, co
     from fer_explain.config import Preprocessing
     from fer_explain.losses import class_weights
     from training.distributed import Dist
-    from training.train import make_model, make_optimizer, train_one_epoch
+    from training.optimizer import make_optimizer
+    from training.train import make_model, train_one_epoch
 
     recipe = {**recipe, "batch_size": batch_size, "epochs": repeats + 1}
     if device.type == "cuda":  # this batch size's peak, not the largest of the batch sizes measured before it

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ import torch
 
 from fer_explain.errors import UserError, run_command
 from training.distributed import Dist, all_reduce_sum, any_rank, setup_distributed
+from training.optimizer import make_optimizer
 from training.recipe import CHOICES, load_recipe
 
 SCORE_KEYS = {"val_accuracy": "accuracy", "val_mean_class_accuracy": "mean_class_accuracy",
@@ -72,25 +72,6 @@ def make_model(recipe: dict, device: torch.device):
                          channel_attention=recipe["channel_attention"], spatial_attention=recipe["spatial_attention"])
     # channels_last everywhere (also on CPU) so weights keep one layout across evaluation and resumes
     return build_model(config, recipe["backbone_weights"]).to(device, memory_format=torch.channels_last)
-
-
-def make_optimizer(recipe: dict, model: torch.nn.Module):
-    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-             "sgd": lambda p, lr, weight_decay: torch.optim.SGD(p, lr, momentum=0.9, weight_decay=weight_decay)}
-    # fused Adam(W) on CUDA: one kernel per step instead of several per parameter tensor (same update rule)
-    fused = {"fused": True} if recipe["optimizer"] != "sgd" and next(model.parameters()).is_cuda else {}
-    trainable = [p for p in model.parameters() if p.requires_grad]  # a frozen backbone's are not
-    optimizer = kinds[recipe["optimizer"]](trainable, lr=recipe["lr"], weight_decay=recipe["weight_decay"],
-                                           **fused)
-    warmup, epochs = recipe["warmup_epochs"], recipe["epochs"]
-
-    def factor(epoch: int) -> float:  # LR multiplier for the epoch about to run (stepped once per epoch)
-        if epoch < warmup:
-            return (epoch + 1) / (warmup + 1)
-        if recipe["lr_schedule"] == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / max(1, epochs - warmup)))
-        return 1.0
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def train_one_epoch(model, raw_model, optimizer, scaler, ema, data: dict, recipe: dict, preprocessing, epoch: int,

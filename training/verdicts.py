@@ -154,8 +154,8 @@ def ablation_answer(table3: dict) -> str:
             f" {'Without a t-test (one seed, or no spread), a' if tested else 'A'} difference counts as seed noise "
             f"when it is under t·√2·σ/√n: σ is the full model's std over its {full['n']} seeds "
             f"({pct(full['std'])} pp), t = {t_quantile_95(full['n']):.2f} the two-sided 95 % Student-t quantile for "
-            f"{full['n'] - 1} degrees of freedom (a σ from {full['n']} seeds is itself uncertain), and n the seeds the "
-            "difference is a mean of: "
+            f"{full['n'] - 1} degrees of freedom (a σ from {full['n']} seeds is itself uncertain), and n the seeds "
+            "the difference is a mean of: "
             + ", ".join(f"{pct(band / n ** 0.5)} pp for {n} seed{'s' if n > 1 else ''}" for n in sorted(bands_used))
             + ".")
         parts.append(f"**Ablation, {g['recipe']} recipe, {g['backbone']}** ({split} accuracy minus the full model's "

@@ -74,8 +74,8 @@ def _read_votes(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         table = np.array(rows, dtype=object) if rows else np.empty((0, len(columns)), dtype=object)
         return table[:, 0].astype(str), table[:, 1].astype(np.int64), table[:, 2:].astype(np.int64)
     except (StopIteration, ValueError, IndexError) as error:
-        raise UserError(f"{path}: expected columns npz, pos and {', '.join(vote_names)} with integer values ({error})") \
-            from None
+        raise UserError(f"{path}: expected columns npz, pos and {', '.join(vote_names)} with integer values "
+                        f"({error})") from None
 
 
 def _votes_for(archive: Path, n: int, npz_names: np.ndarray, positions: np.ndarray, votes: np.ndarray) -> np.ndarray:
@@ -95,7 +95,8 @@ def load(root: Path, split: str, soft_labels: bool = False, storage_size: int | 
     if not files:
         present = sorted(p.name for p in root.glob("*.npz"))
         wanted = "train_*.npz" if split == "train" else f"{split}.npz"
-        raise UserError(f"no {wanted} in {root} for the {split!r} split (archives there: {', '.join(present) or 'none'})")
+        raise UserError(f"no {wanted} in {root} for the {split!r} split "
+                        f"(archives there: {', '.join(present) or 'none'})")
     parts = [_read_archive(p) for p in files]
     sizes = {part[0].shape[1:] for part in parts}
     if len(sizes) > 1:

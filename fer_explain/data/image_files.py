@@ -93,7 +93,8 @@ def decode_image_files(paths: Sequence[Path], storage_size: int | None = None) -
         target = None if len(native) <= 1 else (storage_size or DEFAULT_STORAGE_SIZE,) * 2
         todo = sorted(sizes)
         arrays: dict[int, np.ndarray] = {}
-        for i, result in zip(todo, pool.map(_try, [_decode] * len(todo), [paths[i] for i in todo], [target] * len(todo))):
+        for i, result in zip(todo, pool.map(_try, [_decode] * len(todo), [paths[i] for i in todo],
+                                            [target] * len(todo))):
             if isinstance(result, Exception):
                 skipped[i] = _reason(result)
             else:

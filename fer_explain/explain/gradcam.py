@@ -11,8 +11,9 @@ itself, so the library's resize is 7x7 -> 7x7 and the grid is the cam before any
 [0, 1] per face by `scale_cam_image`; `meta["raw_max"]` keeps the unscaled maximum (0: no positive evidence).
 
 The library's constructor calls `wrapper.eval()`, which reaches the shared model: it is already in eval mode, so
-that changes nothing. The library calls `loss.backward()`, which fills `.grad` of every model parameter that requires grad; `Predictor`
-freezes its model (`requires_grad_(False)`) so nothing accumulates and no weight gradient is computed.
+that changes nothing. The library calls `loss.backward()`, which fills `.grad` of every model parameter that requires
+grad; `Predictor` freezes its model (`requires_grad_(False)`) so nothing accumulates and no weight gradient is
+computed.
 """
 from __future__ import annotations
 
