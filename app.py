@@ -163,6 +163,15 @@ def on_decision(analysis, face, target, prior_correction):
     return analysis_outputs(decided, face, target)
 
 
+def on_settled(analysis, face, target, prior_correction):
+    """After every analysis: if the slider was moved while it ran (the analysis used the value at its start), decide
+    again at the slider's value now, so that the panels always say the τ the slider shows."""
+    faces = [] if analysis is None else analysis.faces
+    if not faces or faces[0].prediction.prior_correction == float(prior_correction):
+        return [gr.skip()] * (4 + N_EXPLAIN + N_COMPARE)
+    return on_decision(analysis, face, target, prior_correction)
+
+
 def on_live(frame, prior_correction=0.0):
     try:
         return live_view(MODELS, frame, prior_correction=prior_correction)
@@ -263,15 +272,18 @@ with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
     face_views = explain_outputs + compare_outputs
     analyze_event = dict(fn=on_analyze, inputs=[photo, whole_image, target_select, prior_correction],
                          outputs=[notice, annotated, face_select, analysis_state] + face_views)
-    analyze_button.click(**analyze_event, api_name="analyze")
+    settled_event = dict(fn=on_settled, inputs=[analysis_state, face_select, target_select, prior_correction],
+                         outputs=analyze_event["outputs"], api_visibility="undocumented", show_progress="hidden")
+    analyze_button.click(**analyze_event, api_name="analyze").then(**settled_event)
     # a new photo is explained without a click, and a removed one takes its explanations with it
     # always_last: a photo changed while the previous one is being analysed is analysed next (with "once", the
     # default, that change would be dropped and the panels would show the previous photo)
-    photo.input(**{**analyze_event, "fn": on_new_photo}, api_visibility="undocumented", trigger_mode="always_last")
+    photo.input(**{**analyze_event, "fn": on_new_photo}, api_visibility="undocumented",
+                trigger_mode="always_last").then(**settled_event)
     whole_image.input(**{**analyze_event, "fn": on_whole_image}, api_visibility="undocumented",
-                      trigger_mode="always_last")
+                      trigger_mode="always_last").then(**settled_event)
     if example_set is not None:  # a visitor who clicks an example sees it explained without another click
-        example_set.load_input_event.then(**analyze_event, api_visibility="undocumented")
+        example_set.load_input_event.then(**analyze_event, api_visibility="undocumented").then(**settled_event)
     select_event = dict(fn=on_select, inputs=[analysis_state, face_select, target_select],
                         outputs=[notice, analysis_state] + face_views)
     prior_correction.release(on_decision, inputs=[analysis_state, face_select, target_select, prior_correction],

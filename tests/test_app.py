@@ -196,6 +196,25 @@ def test_a_new_or_removed_photo_never_leaves_another_photos_explanations(app, tm
     assert all(s == app.gr.skip() for s in app.on_whole_image(None, True, "predicted"))
 
 
+def test_a_slider_moved_during_an_analysis_is_applied_when_it_ends(app, tmp_path):
+    """Each analysis is followed by on_settled with the slider's value at that moment: unchanged, nothing happens;
+    moved while the analysis ran, both models decide again at the new value (as the slider's own event would)."""
+    skipped = [app.gr.skip()] * (4 + app.N_EXPLAIN + app.N_COMPARE)
+    done = app.on_analyze(str(TWO_FACES), False, "predicted", 0.4)
+    assert app.on_settled(done[3], done[2].value, "predicted", 0.4) == skipped
+    settled = app.on_settled(done[3], "2", "predicted", 1.2)
+    expected = app.on_decision(done[3], "2", "predicted", 1.2)
+    assert "τ = 1.2" in settled[4] and settled[2].value == expected[2].value and settled[2].value.startswith("Face 2")
+    assert settled[0] == expected[0] and np.array_equal(settled[1], expected[1])
+    assert [f.prediction.prior_correction for f in settled[3].faces] == [1.2, 1.2]
+    for a, b in zip(settled[4:], expected[4:]):
+        assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (160, 120), "gray").save(blank)
+    no_face = app.on_analyze(str(blank), False, "predicted")[3]
+    assert app.on_settled(None, None, "predicted", 1.0) == app.on_settled(no_face, None, "predicted", 1.0) == skipped
+
+
 def test_a_baseline_with_another_crop_margin_gets_its_maps_over_its_own_crop(tmp_path):
     import dataclasses
 

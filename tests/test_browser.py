@@ -9,6 +9,7 @@ A screenshot is saved under the test's tmp dir and copied to /tmp/app_screenshot
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def served_app(tmp_path_factory):
+def served(tmp_path_factory):
+    """(address, app module) of the app launched on tiny checkpoints."""
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium not installed at /usr/bin/chromium")
     pytest.importorskip("playwright.sync_api")
@@ -34,9 +36,14 @@ def served_app(tmp_path_factory):
         app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
                         **app.LAUNCH_OPTIONS)
         try:
-            yield f"http://127.0.0.1:{port}/"
+            yield f"http://127.0.0.1:{port}/", app
         finally:
             app.demo.close()
+
+
+@pytest.fixture(scope="module")
+def served_app(served):
+    return served[0]
 
 
 def test_upload_photo_and_see_explanations(served_app, tmp_path):
@@ -121,6 +128,36 @@ def test_a_photo_without_a_face_is_classified_whole_once_asked(served_app, tmp_p
             page.get_by_role("button", name="Analyze").click()
             page.get_by_text("Strongest regions").first.wait_for(timeout=30_000)
             assert page.get_by_text("the whole image (its centre square) was used").count() >= 1
+        finally:
+            browser.close()
+
+
+def test_the_slider_moved_during_an_analysis_is_applied_to_it(served, tmp_path, monkeypatch):
+    """The slider let go while a photo is still being analysed (slowed down here to make sure of it): the panels end
+    at the slider's value, not at the value the analysis started with."""
+    from playwright.sync_api import sync_playwright
+
+    url, app = served
+    analyze = app.views.analyze
+
+    def slow_analyze(*args, **kwargs):
+        time.sleep(3)
+        return analyze(*args, **kwargs)
+
+    monkeypatch.setattr(app.views, "analyze", slow_analyze)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))
+            slider = page.locator("#prior_correction input[type=range]")
+            slider.fill("1")
+            slider.dispatch_event("pointerup")  # let go while the analysis (started at τ = 0) still runs
+            page.get_by_text("prior correction τ = 1").first.wait_for(timeout=90_000)
+            page.wait_for_timeout(2_000)
+            assert page.get_by_text("Strongest regions").count() >= 1
+            assert page.get_by_text("prior correction τ = 1").count() >= 1
         finally:
             browser.close()
 
