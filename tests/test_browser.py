@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,97 +47,95 @@ def served_app(served):
     return served[0]
 
 
-def test_upload_photo_and_see_explanations(served_app, tmp_path):
+@contextmanager
+def browser_page(url: str, extra_args=(), permissions=()):
+    """A page of headless Debian Chromium at `url`; the browser is closed however the test ends."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + list(extra_args))
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(served_app, wait_until="domcontentloaded", timeout=60_000)
-            page.get_by_text("Device:").first.wait_for(timeout=60_000)  # gradio keeps a connection open: no networkidle
-            assert page.get_by_text("Device:").count() >= 1  # the header says where the models run
-            page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))  # explained without a click
-            # the explanation panels are filled when the faithfulness table has its random-order row
-            page.get_by_text("random order (reference)").first.wait_for(timeout=90_000)
-            page.get_by_text("Strongest regions").first.wait_for(timeout=10_000)
-            assert page.get_by_text("1 face found").count() >= 1
-            images = page.locator("img[src*='/file=']")
-            assert images.count() >= 6, images.count()  # photo, annotated photo, bars, three maps, grid...
-            shot = tmp_path / "app.png"
-            page.screenshot(path=str(shot), full_page=True)
-            shutil.copy(shot, "/tmp/app_screenshot.png")
-            assert shot.stat().st_size > 20_000
-
-            # removing the photo takes its explanations with it
-            page.get_by_role("button", name="Remove Image").first.click()
-            page.get_by_text("Strongest regions").first.wait_for(state="detached", timeout=30_000)
-            assert page.get_by_text("1 face found").count() == 0 and \
-                page.get_by_text("random order (reference)").count() == 0
-
-            # a photo replaced while the previous one is still being analysed: the panels end on the new one
-            page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))
-            page.get_by_role("button", name="Remove Image").first.click()
-            page.locator("input[type=file]").first.set_input_files(str(TWO_FACES))
-            page.get_by_text("2 faces found").first.wait_for(timeout=90_000)
-            page.wait_for_timeout(3_000)  # nothing queued behind it may bring the astronaut back
-            assert page.get_by_text("1 face found").count() == 0 and page.get_by_text("2 faces found").count() >= 1
-            page.get_by_role("button", name="Remove Image").first.click()
-            page.get_by_text("Strongest regions").first.wait_for(state="detached", timeout=30_000)
-
-            # clicking an example explains it at once (the notice comes with the panels, in the same answer)
-            page.locator("img[src*='two_faces']").first.click()
-            page.get_by_text("2 faces found").first.wait_for(timeout=90_000)
-
-            # the prior-correction slider re-decides the analysed photo as soon as it is let go
-            slider = page.locator("#prior_correction input[type=range]")
-            slider.fill("1")
-            slider.dispatch_event("pointerup")  # what letting go of the handle sends
-            page.get_by_text("prior correction τ = 1").first.wait_for(timeout=90_000)
-
-            page.get_by_role("tab", name="Compare with baseline").click()
-            page.get_by_text("they agree").or_(page.get_by_text("they disagree")).first.wait_for(timeout=10_000)
-            page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
-            shutil.copy(tmp_path / "compare.png", "/tmp/app_screenshot_compare.png")
-
-            page.get_by_role("tab", name="Model card").click()
-            page.get_by_text("The paper's claims").first.wait_for(timeout=10_000)
-            assert page.get_by_text("94.20 %").count() >= 1 and page.get_by_text("Not for decisions").count() >= 1
-            page.screenshot(path=str(tmp_path / "card.png"), full_page=True)
-            shutil.copy(tmp_path / "card.png", "/tmp/app_screenshot_card.png")
+            context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=list(permissions))
+            page = context.new_page()
+            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            yield page
         finally:
             browser.close()
+
+
+def test_upload_photo_and_see_explanations(served_app, tmp_path):
+    with browser_page(served_app) as page:
+        page.get_by_text("Device:").first.wait_for(timeout=60_000)  # gradio keeps a connection open: no networkidle
+        assert page.get_by_text("Device:").count() >= 1  # the header says where the models run
+        page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))  # explained without a click
+        # the explanation panels are filled when the faithfulness table has its random-order row
+        page.get_by_text("random order (reference)").first.wait_for(timeout=90_000)
+        page.get_by_text("Strongest regions").first.wait_for(timeout=10_000)
+        assert page.get_by_text("1 face found").count() >= 1
+        images = page.locator("img[src*='/file=']")
+        assert images.count() >= 6, images.count()  # photo, annotated photo, bars, three maps, grid...
+        shot = tmp_path / "app.png"
+        page.screenshot(path=str(shot), full_page=True)
+        shutil.copy(shot, "/tmp/app_screenshot.png")
+        assert shot.stat().st_size > 20_000
+
+        # removing the photo takes its explanations with it
+        page.get_by_role("button", name="Remove Image").first.click()
+        page.get_by_text("Strongest regions").first.wait_for(state="detached", timeout=30_000)
+        assert page.get_by_text("1 face found").count() == 0 and \
+            page.get_by_text("random order (reference)").count() == 0
+
+        # a photo replaced while the previous one is still being analysed: the panels end on the new one
+        page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))
+        page.get_by_role("button", name="Remove Image").first.click()
+        page.locator("input[type=file]").first.set_input_files(str(TWO_FACES))
+        page.get_by_text("2 faces found").first.wait_for(timeout=90_000)
+        page.wait_for_timeout(3_000)  # nothing queued behind it may bring the astronaut back
+        assert page.get_by_text("1 face found").count() == 0 and page.get_by_text("2 faces found").count() >= 1
+        page.get_by_role("button", name="Remove Image").first.click()
+        page.get_by_text("Strongest regions").first.wait_for(state="detached", timeout=30_000)
+
+        # clicking an example explains it at once (the notice comes with the panels, in the same answer)
+        page.locator("img[src*='two_faces']").first.click()
+        page.get_by_text("2 faces found").first.wait_for(timeout=90_000)
+
+        # the prior-correction slider re-decides the analysed photo as soon as it is let go
+        slider = page.locator("#prior_correction input[type=range]")
+        slider.fill("1")
+        slider.dispatch_event("pointerup")  # what letting go of the handle sends
+        page.get_by_text("prior correction τ = 1").first.wait_for(timeout=90_000)
+
+        page.get_by_role("tab", name="Compare with baseline").click()
+        page.get_by_text("they agree").or_(page.get_by_text("they disagree")).first.wait_for(timeout=10_000)
+        page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+        shutil.copy(tmp_path / "compare.png", "/tmp/app_screenshot_compare.png")
+
+        page.get_by_role("tab", name="Model card").click()
+        page.get_by_text("The paper's claims").first.wait_for(timeout=10_000)
+        assert page.get_by_text("94.20 %").count() >= 1 and page.get_by_text("Not for decisions").count() >= 1
+        page.screenshot(path=str(tmp_path / "card.png"), full_page=True)
+        shutil.copy(tmp_path / "card.png", "/tmp/app_screenshot_card.png")
 
 
 def test_a_photo_without_a_face_is_classified_whole_once_asked(served_app, tmp_path):
     """No face: the notice says so and points to the box; ticking it analyses the same photo again as one face, and
     the Analyze button runs that analysis once more."""
-    from playwright.sync_api import sync_playwright
-
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 150), (120, 140, 160)).save(blank)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(served_app, wait_until="domcontentloaded", timeout=60_000)
-            page.locator("input[type=file]").first.set_input_files(str(blank))
-            page.locator("#notice").get_by_text("No face found").first.wait_for(timeout=60_000)
-            page.get_by_label("No face found? Classify the whole picture as one face").check()
-            page.get_by_text("the whole image (its centre square) was used").first.wait_for(timeout=60_000)
-            page.get_by_text("Strongest regions").first.wait_for(timeout=30_000)
-            page.get_by_role("button", name="Analyze").click()
-            page.get_by_text("Strongest regions").first.wait_for(timeout=30_000)
-            assert page.get_by_text("the whole image (its centre square) was used").count() >= 1
-        finally:
-            browser.close()
+    with browser_page(served_app) as page:
+        page.locator("input[type=file]").first.set_input_files(str(blank))
+        page.locator("#notice").get_by_text("No face found").first.wait_for(timeout=60_000)
+        page.get_by_label("No face found? Classify the whole picture as one face").check()
+        page.get_by_text("the whole image (its centre square) was used").first.wait_for(timeout=60_000)
+        page.get_by_text("Strongest regions").first.wait_for(timeout=30_000)
+        page.get_by_role("button", name="Analyze").click()
+        page.get_by_text("Strongest regions").first.wait_for(timeout=30_000)
+        assert page.get_by_text("the whole image (its centre square) was used").count() >= 1
 
 
-def test_the_slider_moved_during_an_analysis_is_applied_to_it(served, tmp_path, monkeypatch):
+def test_the_slider_moved_during_an_analysis_is_applied_to_it(served, monkeypatch):
     """The slider let go while a photo is still being analysed (slowed down here to make sure of it): the panels end
     at the slider's value, not at the value the analysis started with."""
-    from playwright.sync_api import sync_playwright
-
     url, app = served
     analyze = app.views.analyze
 
@@ -145,21 +144,15 @@ def test_the_slider_moved_during_an_analysis_is_applied_to_it(served, tmp_path, 
         return analyze(*args, **kwargs)
 
     monkeypatch.setattr(app.views, "analyze", slow_analyze)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
-            page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))
-            slider = page.locator("#prior_correction input[type=range]")
-            slider.fill("1")
-            slider.dispatch_event("pointerup")  # let go while the analysis (started at τ = 0) still runs
-            page.get_by_text("prior correction τ = 1").first.wait_for(timeout=90_000)
-            page.wait_for_timeout(2_000)
-            assert page.get_by_text("Strongest regions").count() >= 1
-            assert page.get_by_text("prior correction τ = 1").count() >= 1
-        finally:
-            browser.close()
+    with browser_page(url) as page:
+        page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))
+        slider = page.locator("#prior_correction input[type=range]")
+        slider.fill("1")
+        slider.dispatch_event("pointerup")  # let go while the analysis (started at τ = 0) still runs
+        page.get_by_text("prior correction τ = 1").first.wait_for(timeout=90_000)
+        page.wait_for_timeout(2_000)
+        assert page.get_by_text("Strongest regions").count() >= 1
+        assert page.get_by_text("prior correction τ = 1").count() >= 1
 
 
 def write_camera_video(path: Path, photo: Path, frames: int = 30, size=(320, 240)) -> None:
@@ -177,23 +170,15 @@ def write_camera_video(path: Path, photo: Path, frames: int = 30, size=(320, 240
 
 def test_live_tab_streams_the_webcam(served_app, tmp_path):
     """The /live stream event, which only a browser can drive: start the webcam, see the face's label and overlay."""
-    from playwright.sync_api import sync_playwright
-
     video = tmp_path / "camera.y4m"
     write_camera_video(video, ASTRONAUT)
     fake_camera = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                    f"--use-file-for-fake-video-capture={video}"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + fake_camera)
-        try:
-            page = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"]).new_page()
-            page.goto(served_app, wait_until="domcontentloaded", timeout=60_000)
-            page.get_by_role("tab", name="Live").click()
-            page.get_by_role("button", name="Click to Access Webcam").click()
-            page.get_by_role("button", name="capture photo").click()  # gradio's record button starts the stream
-            page.locator("#live_label").get_by_text("1 face(s)").wait_for(timeout=60_000)
-            page.locator("#live_overlay img").first.wait_for(timeout=10_000)  # the attention overlay came back
-            page.screenshot(path=str(tmp_path / "live.png"))
-            shutil.copy(tmp_path / "live.png", "/tmp/app_screenshot_live.png")
-        finally:
-            browser.close()
+    with browser_page(served_app, fake_camera, ["camera"]) as page:
+        page.get_by_role("tab", name="Live").click()
+        page.get_by_role("button", name="Click to Access Webcam").click()
+        page.get_by_role("button", name="capture photo").click()  # gradio's record button starts the stream
+        page.locator("#live_label").get_by_text("1 face(s)").wait_for(timeout=60_000)
+        page.locator("#live_overlay img").first.wait_for(timeout=10_000)  # the attention overlay came back
+        page.screenshot(path=str(tmp_path / "live.png"))
+        shutil.copy(tmp_path / "live.png", "/tmp/app_screenshot_live.png")
