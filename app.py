@@ -21,8 +21,8 @@ from pathlib import Path
 import gradio as gr
 
 from fer_explain import app_views as views
-from fer_explain.app_widgets import grid_box, image_box, tolerant
 from fer_explain import model_card
+from fer_explain.app_widgets import grid_box, image_box, tolerant
 from fer_explain.classes import parse_target
 from fer_explain.decision import MAX_PRIOR_CORRECTION
 from fer_explain.errors import UserError
@@ -96,14 +96,23 @@ def empty_outputs(message: str) -> list:
     return explain_cleared(message) + compare_cleared("")
 
 
+def nothing_analysed(message: str) -> list:
+    """Every output of an analysis event when there is no analysis: the message, no photo, faces or state."""
+    return [message, None, gr.Dropdown(choices=[], value=None), None] + empty_outputs(message)
+
+
+def unchanged() -> list:
+    """Every output of an analysis event left as it is."""
+    return [gr.skip()] * (4 + N_EXPLAIN + N_COMPARE)
+
+
 def on_analyze(image, whole_image, target, prior_correction=0.0, face=None):
     """Photo -> notice, annotated photo, face selector, session state, then the views of face 1 (or of `face`, the
     1-based number of a face to keep selected, when it exists)."""
     try:
         analysis = views.analyze(MODELS, image, bool(whole_image), prior_correction=prior_correction)
     except Exception as e:
-        message = problem(e)
-        return [message, None, gr.Dropdown(choices=[], value=None), None] + empty_outputs(message)
+        return nothing_analysed(problem(e))
     return analysis_outputs(analysis, face, target)
 
 
@@ -139,14 +148,14 @@ def on_new_photo(image, whole_image, target, prior_correction=0.0):
     """A photo was uploaded, taken or pasted: explain it at once. Removed: empty every panel and forget the analysis.
     Either way the page never shows one photo's explanations (or lets the slider re-decide it) beside another."""
     if image is None:
-        return [None, None, gr.Dropdown(choices=[], value=None), None] + empty_outputs("")
+        return nothing_analysed("")
     return on_analyze(image, whole_image, target, prior_correction)
 
 
 def on_whole_image(image, whole_image, target, prior_correction=0.0):
     """The whole-image box was ticked or unticked: analyse the photo again that way (nothing to do without one)."""
     if image is None:
-        return [gr.skip()] * (4 + N_EXPLAIN + N_COMPARE)
+        return unchanged()
     return on_analyze(image, whole_image, target, prior_correction)
 
 
@@ -154,7 +163,7 @@ def on_decision(analysis, face, target, prior_correction):
     """The prior-correction slider moved: both models decide again on the photo already analysed, without detecting
     or running the networks again, and the selected face stays (nothing happens before a photo is analysed)."""
     if analysis is None:
-        return [gr.skip()] * (4 + N_EXPLAIN + N_COMPARE)
+        return unchanged()
     try:
         decided = views.decide(MODELS, analysis, prior_correction)
     except Exception as e:  # a bad tau (only an API client can send one): a message; the analysis is kept
@@ -168,7 +177,7 @@ def on_settled(analysis, face, target, prior_correction):
     again at the slider's value now, so that the panels always say the τ the slider shows."""
     faces = [] if analysis is None else analysis.faces
     if not faces or faces[0].prediction.prior_correction == float(prior_correction):
-        return [gr.skip()] * (4 + N_EXPLAIN + N_COMPARE)
+        return unchanged()
     return on_decision(analysis, face, target, prior_correction)
 
 
