@@ -1,9 +1,11 @@
 """App benchmark through its public API: start-up of `python app.py` until the server answers, then Explain requests
 (`/analyze`: detect, both models, three explanations each, faithfulness), another class (`/select_class`) and the
-prior-correction slider let go (`/decide`) end to end with gradio_client.
+prior-correction slider let go (`/decide`) end to end with gradio_client. With `--browser`, also what a visitor waits
+for in headless Chromium (Debian's, driven by Playwright; never downloaded): the photo set on the page's file input
+until every visible panel is drawn, and until the page's last event (the settle step after each analysis) is done.
 
     python benchmarks/app_latency.py [--backbone resnet50] [--device cpu] [--runs 5] [--checkpoint C --baseline B]
-                                     [--json results/bench/FILE.json]
+                                     [--browser] [--json results/bench/FILE.json]
 
 Without checkpoints, a random-init pair of `--backbone` is written to a temporary folder: speed does not depend on
 the weights. Goals: start-up <= 15 s on CPU; one Explain request <= 1.5 s on 2 CPU cores, <= 100 ms on an H100.
@@ -11,6 +13,7 @@ the weights. Goals: start-up <= 15 s on CPU; one Explain request <= 1.5 s on 2 C
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -30,6 +33,15 @@ PHOTO = REPO / "examples" / "astronaut.png"
 # class are in the session, so the median is a new decision's cost without explanations (a class explained for the
 # first time adds what a /select_class costs).
 DECIDE_TAUS, DECIDE_ROUNDS = (0.35, 0.7, 1.5, 0.0), 3
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu"]
+# A new or removed photo sends two events: the analysis (app.py's on_new_photo), then its settle step (on_settled).
+EVENTS_PER_PHOTO = 2
+# The faithfulness table's last row is on the page, and every image the visitor can see has arrived and been decoded
+# (hidden tabs' images are not waited for). Polled every 10 ms by wait_for_function: a locator's wait_for polls at up
+# to 500 ms intervals, which rounds a timing up by as much.
+PANELS_DRAWN = ("() => document.body.innerText.includes('random order (reference)') && [...document.images]"
+                ".filter(i => i.checkVisibility()).every(i => i.complete && i.naturalWidth > 0)")
 
 
 def random_pair(backbone: str, folder: Path) -> tuple[Path, Path]:
@@ -48,10 +60,17 @@ def main() -> None:
     p.add_argument("--baseline")
     p.add_argument("--device", default="cpu")
     p.add_argument("--runs", type=int, default=5, help="timed /analyze requests after one warm-up")
+    p.add_argument("--browser", action="store_true", help="also time uploads in headless Chromium (needs Debian's "
+                   "chromium and the playwright package)")
     p.add_argument("--json", help="also write the timings to this JSON file")
     args = p.parse_args()
     if args.runs < 1:
         p.error("--runs must be at least 1")
+    if args.browser:
+        if importlib.util.find_spec("playwright") is None:
+            p.error("--browser needs the playwright package: pip install -r requirements-dev.txt")
+        if not CHROMIUM.exists():
+            p.error(f"--browser needs Debian's chromium at {CHROMIUM}: apt-get install chromium")
     if bool(args.checkpoint) != bool(args.baseline):
         p.error("give --checkpoint and --baseline together, or neither (a random-init pair)")
     from fer_explain.errors import UserError
@@ -132,11 +151,71 @@ def measure(args, tmp: Path) -> dict:
         print(f"/decide (the slider let go at tau {DECIDE_TAUS}, predicted {labels[:len(DECIDE_TAUS)]}; maps already "
               f"computed): median {result['decide_median_s']:.2f} s over {DECIDE_ROUNDS} rounds after 1 warm-up; "
               f"all: {[round(x, 2) for x in times]}")
+        if args.browser:
+            result.update(browser_times(f"http://127.0.0.1:{port}/", args.runs))
         result["load_average_after"] = os.getloadavg()[0]
         print(f"load average after: {result['load_average_after']:.2f}")
     finally:
         proc.terminate()
         proc.wait()
+    return result
+
+
+def browser_times(url: str, runs: int) -> dict:
+    """A visitor's wait in headless Chromium, one warm-up and `runs` timed uploads of the photo: until every visible
+    panel is drawn, and until the last event is done (the queue's data stream of the session closes when no event of
+    it is pending; the settle step after each analysis runs after the panels arrive). The photo is removed between
+    uploads, which empties the panels, so each upload is a new photo to the page."""
+    from playwright.sync_api import sync_playwright
+
+    queue = {"joins": 0, "open": 0}  # events sent; the session's data streams still open
+
+    def count(request, change: int) -> None:
+        if "/queue/join" in request.url and change > 0:
+            queue["joins"] += 1
+        elif "/queue/data" in request.url:
+            queue["open"] += change
+
+    def settle(page, joins_before: int) -> None:
+        """Until both events of a photo change (the analysis, then its settle step) were sent and are done."""
+        deadline = time.perf_counter() + 120
+        while queue["joins"] < joins_before + EVENTS_PER_PHOTO or queue["open"] > 0:
+            if time.perf_counter() > deadline:
+                sys.exit(f"the page sent {queue['joins'] - joins_before} of {EVENTS_PER_PHOTO} events, or did not "
+                         "finish them, in 120 s")
+            page.wait_for_timeout(5)
+
+    drawn, settled = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("request", lambda r: count(r, 1))
+            page.on("requestfinished", lambda r: count(r, -1))
+            page.on("requestfailed", lambda r: count(r, -1))
+            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            page.get_by_text("Device:").first.wait_for(timeout=60_000)
+            panels = page.get_by_text("random order (reference)").first
+            for _ in range(runs + 1):
+                start, joins = time.perf_counter(), queue["joins"]
+                page.locator("input[type=file]").first.set_input_files(str(PHOTO))
+                page.wait_for_function(PANELS_DRAWN, timeout=120_000, polling=10)
+                drawn.append(time.perf_counter() - start)
+                settle(page, joins)
+                settled.append(time.perf_counter() - start)
+                joins = queue["joins"]
+                page.get_by_role("button", name="Remove Image").first.click()
+                panels.wait_for(state="detached", timeout=60_000)
+                settle(page, joins)
+            version = browser.version
+        finally:
+            browser.close()
+    result = {"browser": f"chromium {version}", "browser_drawn_s": drawn, "browser_settled_s": settled,
+              "browser_drawn_median_s": statistics.median(drawn[1:]),
+              "browser_settled_median_s": statistics.median(settled[1:])}
+    print(f"in Chromium, the photo set until every panel is drawn: median {result['browser_drawn_median_s']:.2f} s, "
+          f"until the last event is done: {result['browser_settled_median_s']:.2f} s, over {runs} runs after 1 "
+          f"warm-up; all: {[round(x, 2) for x in drawn]}, {[round(x, 2) for x in settled]}")
     return result
 
 

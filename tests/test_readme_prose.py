@@ -102,3 +102,22 @@ def test_the_temperature_the_readme_quotes_is_the_shipped_files_own():
     quote = (f"(T = {full['temperature']:.3g};", f"test ECE from {100 * full['test']['as_trained']['ece']:.1f} to "
              f"{100 * full['test']['scaled']['ece']:.1f} % without changing any decision")
     assert all(q in readme for q in quote), quote
+
+
+def _span(values: list[float]) -> str:
+    return f"{min(values):.2f}–{max(values):.2f} s"
+
+
+def test_the_app_latency_prose_quotes_the_shipped_pairs_bench_files():
+    """The README's app timings (the slider, /analyze, the first explanation of a class, the browser's wait) are the
+    spans of the medians in results/bench/app_cpu_shipped_pair_run*.json, which `app_latency.py --json` writes."""
+    runs = [json.loads(p.read_text()) for p in sorted((REPO / "results" / "bench").glob("app_cpu_shipped_pair_run*"))]
+    assert len(runs) >= 2
+    readme = " ".join((REPO / "README.md").read_text().split())
+    first = [r["decide_s"][r["decide_taus"].index(1.5)] for r in runs]  # the warm-up round at tau 1.5
+    for quote in (f"So it answers in {_span([r['decide_median_s'] for r in runs])} where `/analyze` takes "
+                  f"{_span([r['analyze_median_s'] for r in runs])}",
+                  f"explained then: {_span(first)} at τ = 1.5",
+                  f"a visitor waits {_span([r['browser_drawn_median_s'] for r in runs])} from setting the photo",
+                  f"until the page's last event was done, {_span([r['browser_settled_median_s'] for r in runs])}"):
+        assert quote in readme, quote
