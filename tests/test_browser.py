@@ -57,10 +57,32 @@ def browser_page(url: str, extra_args=(), permissions=()):
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=list(permissions))
             page = context.new_page()
-            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            page.api_requests = []  # what the page asked the server, for the message of a test that times out
+            page.on("request", lambda r: page.api_requests.append(f"{r.method} {r.url.split('/gradio_api/')[-1][:40]}")
+                    if "/gradio_api/" in r.url else None)
+            # the page is ready once its client holds the session's heartbeat connection, as it does long before a
+            # visitor can pick a file
+            with page.expect_request(lambda r: "/gradio_api/heartbeat/" in r.url, timeout=60_000):
+                page.goto(url, wait_until="domcontentloaded", timeout=60_000)
             yield page
         finally:
             browser.close()
+
+
+def wait_for_text(page, text: str, timeout: float = 90_000) -> None:
+    """Wait until `text` is shown; if it never is, fail with what the page says and asked instead (and a screenshot
+    in /tmp/app_screenshot_failure.png), so that a failure in CI can be told apart from a slow machine."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.get_by_text(text).first.wait_for(timeout=timeout)
+        return
+    except PlaywrightTimeout:
+        pass  # failed below, outside the except, so that the report is this message and not Playwright's trace too
+    page.screenshot(path="/tmp/app_screenshot_failure.png", full_page=True)
+    notice = page.locator("#notice").inner_text()
+    pytest.fail(f"{text!r} not shown in {timeout / 1000:g} s; the notice says {notice!r}; the page's last "
+                f"requests: {page.api_requests[-12:]}", pytrace=False)
 
 
 def test_upload_photo_and_see_explanations(served_app, tmp_path):
@@ -69,7 +91,7 @@ def test_upload_photo_and_see_explanations(served_app, tmp_path):
         assert page.get_by_text("Device:").count() >= 1  # the header says where the models run
         page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))  # explained without a click
         # the explanation panels are filled when the faithfulness table has its random-order row
-        page.get_by_text("random order (reference)").first.wait_for(timeout=90_000)
+        wait_for_text(page, "random order (reference)")
         page.get_by_text("Strongest regions").first.wait_for(timeout=10_000)
         assert page.get_by_text("1 face found").count() >= 1
         images = page.locator("img[src*='/file=']")
@@ -89,7 +111,7 @@ def test_upload_photo_and_see_explanations(served_app, tmp_path):
         page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))
         page.get_by_role("button", name="Remove Image").first.click()
         page.locator("input[type=file]").first.set_input_files(str(TWO_FACES))
-        page.get_by_text("2 faces found").first.wait_for(timeout=90_000)
+        wait_for_text(page, "2 faces found")
         page.wait_for_timeout(3_000)  # nothing queued behind it may bring the astronaut back
         assert page.get_by_text("1 face found").count() == 0 and page.get_by_text("2 faces found").count() >= 1
         page.get_by_role("button", name="Remove Image").first.click()
@@ -97,7 +119,7 @@ def test_upload_photo_and_see_explanations(served_app, tmp_path):
 
         # clicking an example explains it at once (the notice comes with the panels, in the same answer)
         page.locator("img[src*='two_faces']").first.click()
-        page.get_by_text("2 faces found").first.wait_for(timeout=90_000)
+        wait_for_text(page, "2 faces found")
 
         # the prior-correction slider re-decides the analysed photo as soon as it is let go
         slider = page.locator("#prior_correction input[type=range]")
