@@ -193,7 +193,9 @@ def browser_times(url: str, runs: int) -> dict:
             page.on("request", lambda r: count(r, 1))
             page.on("requestfinished", lambda r: count(r, -1))
             page.on("requestfailed", lambda r: count(r, -1))
-            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            # ready once its client holds the session's heartbeat connection, as long before a visitor picks a file
+            with page.expect_request(lambda r: "/gradio_api/heartbeat/" in r.url, timeout=60_000):
+                page.goto(url, wait_until="domcontentloaded", timeout=60_000)
             page.get_by_text("Device:").first.wait_for(timeout=60_000)
             panels = page.get_by_text("random order (reference)").first
             for _ in range(runs + 1):
