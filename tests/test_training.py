@@ -1,5 +1,5 @@
-"""Training: class weights, the hard/soft cross-entropy, a tiny CPU run (learning, files, reload, exact resume), and
-the train command line and its time limit on a tiny FER+-layout folder this file writes. Synthetic data only."""
+"""Training: class weights, the hard/soft cross-entropy, a tiny CPU run (learning, files, reload, exact resume), the
+best_effort recipe end to end, and the train command line and its time limit on a tiny FER+-layout folder this file writes. Synthetic data only."""
 from __future__ import annotations
 
 import csv
@@ -177,6 +177,42 @@ def test_a_resumed_run_continues_exactly_like_an_uninterrupted_one(two_epochs, d
     assert len(again.log) == 2 and json.loads((out / "resume.json").read_text())["epoch"] == 2
     with pytest.raises(UserError, match="other settings"):
         train.main(train_args(data_dir, out, "--epochs", "2", "--variant", "baseline"))
+
+
+def test_the_best_effort_recipe_trains_saves_its_ema_weights_and_resumes_exactly(data_dir, tmp_path):
+    """The recipe the GPU sessions run (soft labels, smoothing, AdamW + warm-up + cosine, EMA, clipping, bf16 autocast,
+    flip TTA) end to end on a CPU: the saved weights are the EMA ones that validation scored with the flip, and a run
+    resumed after epoch 1 (EMA and schedule restored) ends exactly where an uninterrupted one does. The EMA decays at
+    0.9 here instead of 0.999, so that its state tells apart in two steps an epoch."""
+    from fer_explain.checkpoint import load_checkpoint
+    from fer_explain.data import load_split
+    from fer_explain.evaluate import predict_probabilities
+
+    config = tmp_path / "best_effort.yaml"
+    yaml = (REPO / "training/configs/best_effort.yaml").read_text()
+    assert "\nema: 0.999\n" in yaml
+    config.write_text(yaml.replace("\nema: 0.999\n", "\nema: 0.9\n"))
+
+    def best_effort(out: Path, epochs: int):
+        return train.main(train.get_args_parser().parse_args(
+            ["--config", str(config), "--data", str(data_dir), "--out", str(out), "--backbone", "resnet18",
+             "--batch-size", "4", "--device", "cpu", "--seed", "0", "--epochs", str(epochs)]))
+
+    whole = best_effort(tmp_path / "whole", 2)
+    recipe = json.loads((whole.run_dir / "model.json").read_text())["training"]["recipe"]
+    assert (recipe["name"], recipe["ema"], recipe["soft_labels"], recipe["flip_tta"], recipe["lr_schedule"]) == \
+        ("best_effort", 0.9, True, True, "cosine")
+    ckpt = load_checkpoint(whole.run_dir)
+    val = load_split(data_dir, "val")
+    probs = predict_probabilities(ckpt.model, val, ckpt.preprocessing, "cpu", flip_tta=True, progress=False)
+    nll = -np.log(probs[np.arange(len(val)), val.labels.numpy()]).mean()
+    assert nll == pytest.approx(ckpt.metadata["validation"]["loss"], abs=1e-4)
+
+    best_effort(tmp_path / "resumed", 1)
+    resumed = best_effort(tmp_path / "resumed", 2)
+    for a, b in zip(resumed.log, whole.log, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
 
 
 # --- command lines ----------------------------------------------------------------------------------------------
