@@ -75,13 +75,13 @@ def test_an_app_file_from_before_the_slider_endpoint_gets_a_dash(tmp_path):
            "startup_s": 9.0, "analyze_s": [2.0, 1.25], "analyze_median_s": 1.25, "select_class_median_s": 1.1}
     (tmp_path / "app_old.json").write_text(json.dumps(old))
     markdown = latency_markdown(latency_tables([tmp_path / "app_old.json"]), "results/bench/")
-    assert "| 9.0 | 1.25 (of 1) | 1.10 | - | - | [`app_old.json`]" in markdown
+    assert "| 9.0 | 1.25 (of 1) | 1.10 | - | - | - | [`app_old.json`]" in markdown
 
 
 @pytest.mark.browser
 def test_app_latency_times_a_visitors_wait_in_chromium(tmp_path):
-    """`--browser`: the photo set on the page's file input until the panels are drawn, then until the page's last
-    event is done, in headless Chromium; the table shows both medians."""
+    """`--browser`: first visits until the page is ready, and the photo set on the page's file input until the panels
+    are drawn, then until the page's last event is done, in headless Chromium; the table shows the medians."""
     if not Path("/usr/bin/chromium").exists():
         pytest.skip("Debian chromium not installed at /usr/bin/chromium")
     pytest.importorskip("playwright.sync_api")
@@ -89,11 +89,13 @@ def test_app_latency_times_a_visitors_wait_in_chromium(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     app = json.loads((tmp_path / "app.json").read_text())
     drawn, settled = app["browser_drawn_s"], app["browser_settled_s"]
-    assert len(drawn) == len(settled) == 3 and app["browser"].startswith("chromium ")  # 1 warm-up + 2 runs
+    assert len(app["browser_load_s"]) == len(drawn) == len(settled) == 3  # 1 warm-up + 2 runs
+    assert app["browser"].startswith("chromium ") and app["browser_load_median_s"] > 0
     assert all(0 < d <= s for d, s in zip(drawn, settled))  # settled is never before drawn
     assert app["browser_drawn_median_s"] == statistics.median(drawn[1:])
     markdown = latency_markdown(latency_tables([tmp_path / "app.json"]), "results/bench/")
-    assert f"| {app['browser_drawn_median_s']:.2f} ({app['browser_settled_median_s']:.2f}) | [`app.json`]" in markdown
+    assert (f"| {app['browser_load_median_s']:.2f} | {app['browser_drawn_median_s']:.2f} "
+            f"({app['browser_settled_median_s']:.2f}) | [`app.json`]") in markdown
 
 
 def test_a_file_of_neither_kind_is_refused(tmp_path):

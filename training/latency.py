@@ -5,7 +5,8 @@ Bench files (they hold "rows"): per model, device and precision, the median (and
 prediction, of the three explanations of the app, and of those with their faithfulness scores, plus faces/s at
 batch 64. App files (they hold "analyze_s"): start-up of `python app.py` until its first HTTP answer and the median
 `/analyze`, `/select_class` and `/decide` request through gradio_client (files from before `/decide` existed: "-"),
-and, when timed with `--browser`, the upload in headless Chromium until the panels are drawn (else "-").
+and, when timed with `--browser`, in headless Chromium a first visit until the page is ready and the upload until
+the panels are drawn (else "-").
 Evaluate files (they hold "evaluate_s", from `python benchmarks/evaluate_speed.py --json`): a whole split through
 `fer_explain evaluate`'s code.
 """
@@ -68,6 +69,7 @@ def _add(path: Path, data: dict, bench: list[dict], app: list[dict], evaluate: l
                     "analyze_median_s": data["analyze_median_s"], "analyze_runs": len(data["analyze_s"]) - 1,
                     "select_class_median_s": data["select_class_median_s"],
                     "decide_median_s": data.get("decide_median_s"), "decide_labels": data.get("decide_labels"),
+                    "browser_load_median_s": data.get("browser_load_median_s"),
                     "browser_drawn_median_s": data.get("browser_drawn_median_s"),
                     "browser_settled_median_s": data.get("browser_settled_median_s")})
     elif "evaluate_s" in data:
@@ -89,10 +91,12 @@ def _device(name: str, count: int, unit: str) -> str:
     return f"{name} ({count} {unit})" if name == "cpu" else name
 
 
-def _browser(a: dict) -> str:
+def _browser(a: dict) -> list[str]:
+    """The two Chromium cells: page ready, and panels drawn (last event done); dashes for a file without them."""
+    load = "-" if a.get("browser_load_median_s") is None else f"{a['browser_load_median_s']:.2f}"
     if a.get("browser_drawn_median_s") is None:
-        return "-"
-    return f"{a['browser_drawn_median_s']:.2f} ({a['browser_settled_median_s']:.2f})"
+        return [load, "-"]
+    return [load, f"{a['browser_drawn_median_s']:.2f} ({a['browser_settled_median_s']:.2f})"]
 
 
 def latency_markdown(t: dict, folder: str = "bench/") -> str:
@@ -117,16 +121,18 @@ def latency_markdown(t: dict, folder: str = "bench/") -> str:
         rows = [[f"{a['checkpoint']} + {a['baseline']}", _device(a["device"], a["cpu_count"], "cores"),
                  f"{a['startup_s']:.1f}", f"{a['analyze_median_s']:.2f} (of {a['analyze_runs']})",
                  f"{a['select_class_median_s']:.2f}",
-                 "-" if a.get("decide_median_s") is None else f"{a['decide_median_s']:.2f}", _browser(a), link(a)]
+                 "-" if a.get("decide_median_s") is None else f"{a['decide_median_s']:.2f}", *_browser(a), link(a)]
                 for a in t["app"]]
         lines += ["", *markdown_table(
             "The app (`/analyze`: one face, both models, three explanations each, faithfulness for the Bi-LSTM model; "
             "`/select_class`: another class's maps for both models; `/decide`: the prior-correction slider let go, "
             "both models deciding again without a forward pass, at positions whose predicted class was explained "
-            "before; in Chromium: a photo set on the page until every visible panel is drawn, in brackets until the "
-            "page's last event, the settle step after the analysis, is done; server and browser on the same machine):",
+            "before; in Chromium: a first visit until the header is drawn and the session's connection open, and a "
+            "photo set on the page until every visible panel is drawn, in brackets until the page's last event, the "
+            "settle step after the analysis, is done; server and browser on the same machine):",
             ["checkpoints", "device", "start-up s", "`/analyze` s (median)", "`/select_class` s (median)",
-             "`/decide` s (median)", "in Chromium: upload → panels drawn s (median)", "file"], "llrrrrrl", rows)]
+             "`/decide` s (median)", "in Chromium: page ready s (median)", "upload → panels drawn s (median)",
+             "file"], "llrrrrrrl", rows)]
     if t.get("evaluate"):
         rows = [[f"{e['model']} {_VARIANT.get(e['variant'], e['variant'])}"
                  + (" (random init)" if e["random_init"] else f" (`{e['checkpoint']}`)"),
