@@ -1,5 +1,6 @@
 """Training: class weights, the hard/soft cross-entropy, a tiny CPU run (learning, files, reload, exact resume), the
-best_effort recipe end to end, and the train command line and its time limit on a tiny FER+-layout folder this file writes. Synthetic data only."""
+best_effort recipe end to end, and the train command line and its time limit on a tiny FER+-layout folder this file
+writes. Synthetic data only."""
 from __future__ import annotations
 
 import csv
@@ -183,7 +184,8 @@ def test_the_best_effort_recipe_trains_saves_its_ema_weights_and_resumes_exactly
     """The recipe the GPU sessions run (soft labels, smoothing, AdamW + warm-up + cosine, EMA, clipping, bf16 autocast,
     flip TTA) end to end on a CPU: the saved weights are the EMA ones that validation scored with the flip, and a run
     resumed after epoch 1 (EMA and schedule restored) ends exactly where an uninterrupted one does. The EMA decays at
-    0.9 here instead of 0.999, so that its state tells apart in two steps an epoch."""
+    0.9 here instead of 0.999: at 0.999 it would barely move from the initial weights in the 4 steps of this run, and
+    a resume that lost it would pass unnoticed."""
     from fer_explain.checkpoint import load_checkpoint
     from fer_explain.data import load_split
     from fer_explain.evaluate import predict_probabilities
