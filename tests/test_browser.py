@@ -171,7 +171,7 @@ def test_the_slider_moved_during_an_analysis_is_applied_to_it(served, monkeypatc
         slider = page.locator("#prior_correction input[type=range]")
         slider.fill("1")
         slider.dispatch_event("pointerup")  # let go while the analysis (started at τ = 0) still runs
-        page.get_by_text("prior correction τ = 1").first.wait_for(timeout=90_000)
+        wait_for_text(page, "prior correction τ = 1")
         page.wait_for_timeout(2_000)
         assert page.get_by_text("Strongest regions").count() >= 1
         assert page.get_by_text("prior correction τ = 1").count() >= 1

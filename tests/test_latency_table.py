@@ -14,6 +14,7 @@ import pytest
 
 from fer_explain.classes import CLASSES
 from fer_explain.errors import UserError
+from test_browser import CHROMIUM
 from test_training import run_module, write_ferplus_npz
 from training.latency import latency_markdown, latency_tables
 
@@ -82,8 +83,8 @@ def test_an_app_file_from_before_the_slider_endpoint_gets_a_dash(tmp_path):
 def test_app_latency_times_a_visitors_wait_in_chromium(tmp_path):
     """`--browser`: first visits until the page is ready, and the photo set on the page's file input until the panels
     are drawn, then until the page's last event is done, in headless Chromium; the table shows the medians."""
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian chromium not installed at /usr/bin/chromium")
+    if not CHROMIUM.exists():
+        pytest.skip(f"Debian chromium not installed at {CHROMIUM}")
     pytest.importorskip("playwright.sync_api")
     done = app_latency("--backbone", "resnet18", "--runs", "2", "--browser", "--json", str(tmp_path / "app.json"))
     assert done.returncode == 0, done.stderr[-3000:]
