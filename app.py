@@ -233,10 +233,11 @@ with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
             token_grid = grid_box("Token saliency per cell")
             regions = gr.Markdown()
         faithfulness = gr.Dataframe(headers=["map", "deletion AUC ↓", "insertion AUC ↑"], interactive=False,
-                                    label="Faithfulness: area under the target probability (the model's own, "
-                                          "before any prior correction) as the 49 tokens are removed (deletion; "
-                                          "lower = more faithful) or inserted (insertion; higher = more faithful) "
-                                          "in the map's order, 7 per step; random orders for reference")
+                                    label="Faithfulness: area under the target probability (the model's own "
+                                          "softmax, before calibration and any prior correction) as the 49 tokens "
+                                          "are removed (deletion; lower = more faithful) or inserted (insertion; "
+                                          "higher = more faithful) in the map's order, 7 per step; random orders "
+                                          "for reference")
 
     with gr.Tab("Compare with baseline"):
         compare_summary = gr.Markdown("Analyze a photo in the Explain tab; the selected face is compared here.")

@@ -48,7 +48,10 @@ class LoadedModels:
         def line(kind, predictor):
             if predictor is None:
                 return f"**{kind}:** not loaded"
-            return f"**{kind}:** {predictor.name} (`{shown_path(predictor.checkpoint_path)}`)"
+            # whether the bars can be read as frequencies (fer_explain.temperature)
+            calibration = (f"calibrated, T = {predictor.temperature:.3g}" if predictor.temperature != 1
+                           else "probabilities not calibrated")
+            return f"**{kind}:** {predictor.name} (`{shown_path(predictor.checkpoint_path)}`; {calibration})"
         text = " · ".join([f"**Device:** {self.device.upper()}", line("Bi-LSTM model", self.main),
                            line("Baseline", self.baseline)])
         return text + "".join(f"\n\n> ⚠️ {n}" for n in self.notices)

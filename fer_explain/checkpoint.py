@@ -66,12 +66,29 @@ def save_checkpoint(path: str | Path, model: EmotionNet, preprocessing: Preproce
     for k, v in model.state_dict().items():
         v = v.detach().to("cpu")
         state[k] = (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+    return _write(path, state, meta)
+
+
+def _write(path: Path, state: dict, meta: dict) -> Path:
     text = json.dumps(meta, indent=2, default=str)
     tmp = path.with_suffix(".safetensors.tmp")  # a crash mid-write never leaves a truncated checkpoint behind
     save_file(state, str(tmp), metadata={META_KEY: text})
     tmp.replace(path)
     path.with_suffix(".json").write_text(text + "\n")
     return path
+
+
+def rewrite_metadata(path: str | Path, metadata: dict, out: str | Path | None = None) -> Path:
+    """The checkpoint's weights, byte for byte in their stored dtype, under new `metadata`, written to `out`
+    (default: in place, atomically) with its `.json` twin."""
+    from safetensors.torch import load_file
+
+    path = resolve_checkpoint_path(path)
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"metadata of format {metadata.get('format')!r}, expected {FORMAT}")
+    out = Path(out) if out is not None else path
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return _write(out, load_file(str(path)), metadata)
 
 
 def read_metadata(path: str | Path) -> dict:

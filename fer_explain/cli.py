@@ -10,6 +10,8 @@ from fer_explain.errors import run_command
 # command -> (module, one-line help)
 COMMANDS = {
     "evaluate": ("fer_explain.evaluate", "accuracy, per-class metrics and confusion matrix of a checkpoint on a split"),
+    "calibrate": ("fer_explain.calibrate_cli", "fit a checkpoint's temperature on val so its probabilities are "
+                                               "calibrated"),
     "cost": ("fer_explain.cost", "parameters, FLOPs, latency and memory of a model"),
     "predict": ("fer_explain.predict_cli", "emotions of every face in images, folders and videos"),
     "explain": ("fer_explain.explain_cli", "explanation panels and JSON for every face in photos and folders"),

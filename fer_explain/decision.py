@@ -2,8 +2,9 @@
 
 As trained, argmax_y p(y|x). With post-hoc logit adjustment (Menon et al., "Long-tail learning via logit
 adjustment", ICLR 2021), argmax_y log p(y|x) - tau log pi_y, pi being the class frequencies of the data the model was
-trained on (recorded in its checkpoint): tau = 0 is the model as trained, tau = 1 the decision for classes equally
-likely a priori. A model trained on FER+ (contempt and disgust under 0.5 % of the faces) rarely names its rare
+trained on (recorded in its checkpoint), and p the probabilities the model shows (calibrated by its temperature,
+fer_explain.temperature, when it records one): tau = 0 is the model as trained, tau = 1 the decision for classes
+equally likely a priori. A model trained on FER+ (contempt and disgust under 0.5 % of the faces) rarely names its rare
 classes; tau > 0 trades overall accuracy for mean class accuracy (measured in results/prior_correction.md, where tau
 is chosen on val).
 

@@ -3,8 +3,10 @@
 
 Images stay uint8 until each batch is transformed on the device (fer_explain.transforms.eval_transform), so memory
 holds 48x48 bytes, not 224x224 floats. Inference runs under `torch.inference_mode` in channels_last layout (the
-fast path of oneDNN on CPU and of cuDNN on GPU), with bf16 autocast on CUDA. `--prior-correction TAU` evaluates the
-adjusted decision rule of fer_explain.decision (TAU = 0: the model as trained).
+fast path of oneDNN on CPU and of cuDNN on GPU), with bf16 autocast on CUDA. The probabilities are the ones the app
+shows: divided by the checkpoint's calibration temperature (fer_explain.temperature; after the flip-TTA mean, so the
+as-trained decision never moves). `--prior-correction TAU` evaluates the adjusted decision rule of
+fer_explain.decision (TAU = 0: the model as trained).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from fer_explain.decision import (add_prior_correction_argument, adjust_probabil
                                   check_prior_correction, training_prior)
 from fer_explain.device import pick_device
 from fer_explain.errors import UserError
+from fer_explain.temperature import checkpoint_temperature, temperature_scaled
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,6 +126,7 @@ def evaluation_record(ckpt, dataset, device, batch_size: int, flip_tta: bool, da
 
     tau = check_prior_correction(prior_correction)
     prior = training_prior(ckpt.metadata, ckpt.path, ckpt.config.classes) if tau else None
+    temperature = checkpoint_temperature(ckpt.metadata, ckpt.path)
     model = prepare_for_inference(ckpt.model, device)
     start = time.perf_counter()
     views = predict_probabilities(model, dataset, ckpt.preprocessing, device, batch_size, flip_tta, progress,
@@ -131,19 +135,23 @@ def evaluation_record(ckpt, dataset, device, batch_size: int, flip_tta: bool, da
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
 
+    # calibrated after the mean of the views: a monotone map of each row, so the as-trained decision never moves
+    mean_view = temperature_scaled(views.mean(0), temperature)
+    first_view = temperature_scaled(views[0], temperature)
+
     def decide(probabilities):  # the same rule for the TTA mean and for the single view below
         return (adjusted_scores(probabilities, prior, tau) if tau else probabilities).argmax(1)
 
     def shown(probabilities):  # the probabilities whose argmax is decided: what a user of the model reads
         return adjust_probabilities(probabilities, prior, tau) if tau else probabilities
 
-    labels, predictions = dataset.labels.cpu().numpy(), decide(views.mean(0))
+    labels, predictions = dataset.labels.cpu().numpy(), decide(mean_view)
     return {
         **compute_metrics(labels, predictions, CLASSES),
-        "calibration": calibration_metrics(shown(views.mean(0)), labels),
+        "calibration": calibration_metrics(shown(mean_view), labels), "temperature": temperature,
         # with flip TTA, the unflipped view alone as well: what the app and `evaluate` without --flip-tta compute
-        "single_view_accuracy": float((decide(views[0]) == labels).mean()) if flip_tta else None,
-        "single_view_calibration": calibration_metrics(shown(views[0]), labels) if flip_tta else None,
+        "single_view_accuracy": float((decide(first_view) == labels).mean()) if flip_tta else None,
+        "single_view_calibration": calibration_metrics(shown(first_view), labels) if flip_tta else None,
         "checkpoint": str(ckpt.path), "checkpoint_sha256": file_sha256(ckpt.path),
         "model_config": ckpt.config.to_dict(),
         "data": str(data), "data_source": dataset.source, "split": split, "data_fingerprint": dataset.fingerprint(),
@@ -173,9 +181,10 @@ def run(args) -> int:
     record = evaluation_record(ckpt, dataset, device, batch_size, args.flip_tta, args.data, args.split,
                                prior_correction=tau)
     metrics, seconds = record, record["seconds"]
+    calibrated = f", calibrated with T = {record['temperature']:.3g}" if record["temperature"] != 1 else ""
     print(f"{ckpt.path.name} on {dataset.source} split {args.split!r}: {len(dataset)} images in {seconds:.1f} s "
           f"({len(dataset) / seconds:.1f} images/s, {device.type}{', flip TTA' if args.flip_tta else ''}"
-          f"{f', prior correction tau = {tau:g}' if tau else ''})")
+          f"{f', prior correction tau = {tau:g}' if tau else ''}{calibrated})")
     if metrics["missing_classes"]:
         print(f"note: the data has no {', '.join(metrics['missing_classes'])} images; macro and mean-class "
               f"metrics are over the {len(metrics['evaluated_classes'])} classes it has")

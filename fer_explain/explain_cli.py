@@ -9,7 +9,8 @@ and the files skipped. A bad file in a batch is skipped and listed at the end, n
 The exit code is 1 when no face was found in any photo (the JSON and the annotated photos are written all the same),
 as `predict` exits non-zero when nothing could be processed; `--whole-image` explains the whole picture as one face
 instead. `--prior-correction TAU` changes only which class is predicted (and so explained by default) and the
-probabilities shown: the maps of a given class are the same at any TAU (fer_explain.decision).
+probabilities shown: the maps of a given class are the same at any TAU (fer_explain.decision). The probabilities are
+divided by the checkpoint's calibration temperature (`temperature` in the JSON; fer_explain.temperature).
 """
 from __future__ import annotations
 
@@ -93,7 +94,8 @@ def explain_photo(predictor, photo: Path, image, out: Path, settings: ExplainSet
     _save_png(result.annotated(), out / "annotated.png")
     report = {"faces": records, "notices": result.notices, "checkpoint": settings.checkpoint,
               "model": predictor.name, "target": settings.target or "predicted",
-              "prior_correction": settings.prior_correction, "methods": list(settings.methods), "image": str(photo)}
+              "prior_correction": settings.prior_correction, "temperature": predictor.temperature,
+              "methods": list(settings.methods), "image": str(photo)}
     (out / "explanation.json").write_text(compact_json(report) + "\n")
     return records, result.notices
 

@@ -91,6 +91,11 @@ def checkpoint_section(kind: str, predictor, test_evaluation: dict | None = None
         lines.append(f"| data | {data.get('format', '?')}{size} |")
     metrics = _metrics_table(meta if test_evaluation is None else {**meta, "test": test_evaluation})
     lines += metrics
+    calibration = meta.get("calibration")
+    lines.append(f"| probabilities | calibrated: logits divided by T = {predictor.temperature:.3g}, fitted on "
+                 f"{calibration.get('split', '?')} ({calibration.get('images', '?')} images) |"
+                 if isinstance(calibration, dict) and predictor.temperature != 1
+                 else "| probabilities | as trained (no calibration temperature recorded) |")
     if test_evaluation is not None and test_evaluation.get("flip_tta"):
         lines.append("| test figures | with flip test-time augmentation, as the recipe evaluates; the app predicts "
                      "from one view |")

@@ -5,7 +5,8 @@ one probability per class, note. An image without a face gives one row with an e
 sampled every N-th frame; with --out, each video also gets an emotion-timeline PNG beside the output. Bad files are
 skipped and listed at the end on stderr; the exit code is non-zero only when nothing could be processed. With
 --prior-correction TAU the decision favours the classes rare in training (fer_explain.decision), and the
-probabilities are the adjusted ones (each row's note says so).
+probabilities are the adjusted ones (each row's note says so). Probabilities are divided by the checkpoint's
+calibration temperature when it records one (fer_explain.temperature; `python -m fer_explain calibrate`).
 """
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from fer_explain.device import pick_device, prepare_for_inference
 from fer_explain.errors import UserError
 from fer_explain.explain import EXPLAINERS, Explanation, ExplanationUnavailable, check_methods
 from fer_explain.explain.faithfulness import deletion_insertion
+from fer_explain.temperature import checkpoint_temperature, temperature_scaled
 from fer_explain.transforms import eval_transform
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -35,7 +36,9 @@ class FacePrediction:
     # (K,) float32, in the order of Predictor.classes; with prior_correction > 0 the adjusted probabilities
     # (fer_explain.decision), whose argmax is `label`
     probabilities: np.ndarray
-    model_probabilities: np.ndarray  # (K,) float32 softmax of the model as trained (tau = 0): what `decide` starts from
+    # (K,) float32 softmax(logits / T), T the checkpoint's calibration temperature (1 when it records none), at
+    # tau = 0: what `decide` starts from
+    model_probabilities: np.ndarray
     label: str
     label_index: int
     attended: torch.Tensor  # (C, 7, 7) float32 attended map, detached, on the model's device
@@ -69,6 +72,7 @@ class Predictor:
         # counted before inference preparation folds BatchNorm into the convolutions (the model as defined)
         self.num_parameters = sum(p.numel() for p in ckpt.model.parameters())
         self.metadata = ckpt.metadata
+        self.temperature = checkpoint_temperature(ckpt.metadata, ckpt.path)  # fer_explain.temperature
         self.model = prepare_for_inference(ckpt.model, self.device).requires_grad_(False)
         self.config, self.preprocessing, self.checkpoint_path = ckpt.config, ckpt.preprocessing, ckpt.path
         self.classes = tuple(self.config.classes)
@@ -132,7 +136,7 @@ class Predictor:
                                                     enabled=self.precision == "bf16"):
             out = self.model.forward_all(x)
         # outside inference mode: these copies are ordinary tensors that the explanations may differentiate
-        probabilities = out.probabilities.float().cpu().numpy()
+        probabilities = temperature_scaled(out.probabilities.float().cpu().numpy(), self.temperature)
         b, t, c = out.tokens.shape
         side = int(round(t ** 0.5))
         attended = out.tokens.transpose(1, 2).reshape(b, c, side, side).to(torch.float32, copy=True)

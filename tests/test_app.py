@@ -241,6 +241,19 @@ def test_a_baseline_with_another_crop_margin_gets_its_maps_over_its_own_crop(tmp
     assert compare_view(LoadedModels(main, Predictor(baseline, device="cpu")), same).difference_overlay is not None
 
 
+def test_the_header_says_whether_each_models_probabilities_are_calibrated(app, tmp_path):
+    from fer_explain.app_views import LoadedModels
+    from fer_explain.checkpoint import read_metadata, rewrite_metadata
+    from fer_explain.predictor import Predictor
+
+    assert app.MODELS.status_markdown().count("; probabilities not calibrated)") == 2
+    path = app.MODELS.main.checkpoint_path
+    calibrated = rewrite_metadata(path, {**read_metadata(path), "calibration": {"temperature": 0.625}},
+                                  tmp_path / "calibrated.safetensors")
+    text = LoadedModels(Predictor(calibrated, device="cpu"), app.MODELS.baseline).status_markdown()
+    assert "(`" in text and "; calibrated, T = 0.625)" in text and text.count("not calibrated") == 1
+
+
 def test_bad_inputs_give_messages_not_exceptions(app, bad_files):
     for image in (None, str(bad_files["not_an_image"]), str(bad_files["one_pixel"])):
         out = app.on_analyze(image, False, "predicted")

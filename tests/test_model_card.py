@@ -136,3 +136,13 @@ def test_the_data_row_names_the_layout_and_size_not_the_training_machines_folder
     monkeypatch.setattr(models.main, "metadata", {**models.main.metadata, "data": data})
     section = model_card.checkpoint_section("Bi-LSTM model", models.main)
     assert "| data | ferplus-npz, 25,045 training images |" in section and "/work/main" not in section
+
+
+def test_the_card_says_whether_the_probabilities_are_calibrated_and_on_what(models, monkeypatch):
+    assert "| probabilities | as trained (no calibration temperature recorded) |" in \
+        model_card.checkpoint_section("Bi-LSTM model", models.main)
+    calibration = {"temperature": 0.627, "split": "val", "images": 3579}
+    monkeypatch.setattr(models.main, "metadata", {**models.main.metadata, "calibration": calibration})
+    monkeypatch.setattr(models.main, "temperature", 0.627)
+    assert "| probabilities | calibrated: logits divided by T = 0.627, fitted on val (3579 images) |" in \
+        model_card.checkpoint_section("Bi-LSTM model", models.main)

@@ -97,6 +97,38 @@ def test_the_command_reports_evaluates_figures_at_tau_zero_and_writes_its_tables
     assert (root / "out/prior_correction.png").stat().st_size > 1000
 
 
+def test_a_calibrated_checkpoint_is_corrected_on_the_probabilities_it_shows(tiny_study, tmp_path):
+    """tau acts on softmax(z / T), as in the app and `evaluate`: the study's test figures at its tau are evaluate's."""
+    from fer_explain.checkpoint import read_metadata, rewrite_metadata
+    from fer_explain.data import load_split
+    from fer_explain.evaluate import evaluation_record, load_classifier
+
+    root, checkpoint, _, data, _ = tiny_study
+    # a random-init model's logits differ by hundredths: T = 0.01 makes them count against tau log pi, and a prior
+    # of unequal counts gives each class its own boost
+    counts = dict(zip(CLASSES, [400, 300, 100, 40, 20, 10, 5, 2]))
+    meta = {**read_metadata(checkpoint), "data": {"train": {"class_counts": counts}}}
+    as_trained = rewrite_metadata(checkpoint, meta, tmp_path / "as_trained.safetensors")
+    calibrated = rewrite_metadata(checkpoint, {**meta, "calibration": {"temperature": 0.01}},
+                                  tmp_path / "calibrated.safetensors")
+    curves = {}
+    for name, path in (("as_trained", as_trained), ("calibrated", calibrated)):
+        done = run_module("training.prior_correction", "--checkpoints", str(path), "--data", str(data),
+                          "--tau-max", "1", "--tau-step", "0.25", "--out", str(tmp_path / name))
+        assert done.returncode == 0, done.stderr[-3000:]
+        (m,) = json.loads((tmp_path / name / "prior_correction.json").read_text())["models"]
+        curves[name] = [(p["accuracy"], p["mean_class_accuracy"]) for p in m["val_curve"]]
+    assert curves["as_trained"] != curves["calibrated"]  # the same grid of tau decides otherwise
+    assert m["temperature"] == 0.01 and "resnet18 Bi-LSTM T = 0.01 (1: as trained)" in \
+        (tmp_path / "calibrated/prior_correction.md").read_text()
+    for tau, key in ((0.0, "as_trained"), (m["tau"], "balanced")):
+        record = evaluation_record(load_classifier(calibrated, torch.device("cpu")), load_split(data, "test"),
+                                   torch.device("cpu"), 32, False, str(data), "test", progress=False,
+                                   prior_correction=tau)
+        assert m["test"][key]["accuracy"] == pytest.approx(record["accuracy"])
+        assert m["test"][key]["mean_class_accuracy"] == pytest.approx(record["mean_class_accuracy"])
+
+
 def test_bad_input_is_one_clear_error(tiny_study, tmp_path):
     root, checkpoint, bare, data, _ = tiny_study
     for argv, message in ((["--checkpoints", str(checkpoint), str(bare)], "training class counts"),

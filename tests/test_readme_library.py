@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fer_explain.checkpoint import read_metadata
 from fer_explain.classes import CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,5 +28,7 @@ def test_the_readmes_library_snippet_runs_and_prints_what_it_says():
     assert len(faces) == 2 and all("FaceBox(" in line and line.split(") ", 1)[1].split()[0] in CLASSES
                                    for line in faces), lines  # two_faces.jpg: both found, each labelled
     assert any(line.startswith("for: ") and "against: " in line for line in lines), lines
+    calibration = read_metadata(REPO / "checkpoints" / "fer-mobilenet_v2-bilstm.safetensors")["calibration"]
+    assert str(calibration["temperature"]) in lines  # the shipped file's val temperature, which the Predictor applies
     assert any("deletion_auc" in line and "n_orders" in line for line in lines), lines
     assert lines[-1] in CLASSES, lines

@@ -81,17 +81,24 @@ def test_status_counts_the_runs_behind_the_cached_feature_val_gap():
 
 
 def test_reading_the_probabilities_quotes_the_shipped_files_calibration():
-    """The README's calibration figures are the shipped files' own, one view as the app shows them
-    (results/shipped.json, written by training.ship with evaluate's code)."""
+    """The README's calibration figures are the shipped files' own, one view as the app shows them, at the temperature
+    each file records (results/shipped.json, written by training.ship with evaluate's code), and the as-trained ones
+    beside them come from the temperature study of the same files."""
     readme = " ".join((REPO / "README.md").read_text().split())
     full, base = (SHIPPED[v]["evaluation"]["single_view_calibration"] for v in ("full", "baseline"))
+    temperature = {v: SHIPPED[v]["evaluation"]["temperature"] for v in ("full", "baseline")}
     bins = {round(b["lower"], 2): b for b in full["bins"]}
-    for quote in (f"mean probability of {100 * full['mean_confidence']:.1f} % for {100 * full['accuracy']:.1f} % "
+    study = json.loads((REPO / "results" / "temperature.json").read_text())
+    as_trained = next(m for m in study["models"] if m["sha256"] == SHIPPED["full"]["sha256"])["test"]["as_trained"]
+    t_full, t_base = temperature["full"], temperature["baseline"]
+    for quote in (f"T = {t_full:.3g} for the Bi-LSTM model, {t_base:.3g} for the baseline",
+                  f"mean probability of {100 * full['mean_confidence']:.1f} % for {100 * full['accuracy']:.1f} % "
                   f"accuracy (expected calibration error {100 * full['ece']:.1f} %",
                   f"baseline {100 * base['mean_confidence']:.1f} % for {100 * base['accuracy']:.1f} %, ECE "
                   f"{100 * base['ece']:.1f} %",
-                  f"60–67 % came true {100 * bins[0.6]['accuracy']:.0f} % of the time, those with 80–87 % "
-                  f"{100 * bins[0.8]['accuracy']:.0f} %"):
+                  f"93–100 % came true {100 * bins[0.93]['accuracy']:.0f} % of the time, those with 73–80 % "
+                  f"{100 * bins[0.73]['accuracy']:.0f} %",
+                  f"As trained, the Bi-LSTM model's mean probability was {100 * as_trained['mean_confidence']:.1f} %"):
         assert quote in readme, quote
 
 
@@ -122,3 +129,20 @@ def test_the_app_latency_prose_quotes_the_shipped_pairs_bench_files():
                   f"a visitor waits {_span([r['browser_drawn_median_s'] for r in runs])} from setting the photo",
                   f"until the page's last event was done, {_span([r['browser_settled_median_s'] for r in runs])}"):
         assert quote in readme, quote
+
+
+def test_the_prior_correction_prose_quotes_the_study_of_the_shipped_files():
+    """The status paragraph's class-balanced figures are results/prior_correction.json's, for these very files (their
+    sha256), so a new ship or a rerun study with other figures fails until the prose follows."""
+    study = json.loads((REPO / "results" / "prior_correction.json").read_text())
+    models = {v: next(m for m in study["models"] if m["sha256"] == SHIPPED[v]["sha256"]) for v in ("full", "baseline")}
+    status = status_text()
+    for variant, m in models.items():
+        before, after = m["test"]["as_trained"], m["test"]["balanced"]
+        quote = (f"from {100 * before['mean_class_accuracy']:.1f} to {100 * after['mean_class_accuracy']:.1f} % for "
+                 f"{100 * (before['accuracy'] - after['accuracy']):.1f} pp", f"({100 * after['accuracy']:.1f} %; "
+                 f"τ = {m['tau']:g})")
+        assert all(q in status for q in quote), (variant, quote)
+    full = models["full"]["test"]["balanced"]
+    assert (f"--prior-correction {models['full']['tau']:g}` measures the same {100 * full['accuracy']:.1f} % and "
+            f"{100 * full['mean_class_accuracy']:.1f} % as the study") in status

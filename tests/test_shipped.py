@@ -33,3 +33,19 @@ def test_shipped_pair_fits_the_budget_and_loads_as_named():
     assert sum(e["bytes"] for e in SHIPPED.values()) <= 40_000_000
     for variant, entry in SHIPPED.items():
         assert load_checkpoint(REPO / "checkpoints" / entry["file"], "cpu").config.variant == variant
+
+
+def test_the_shipped_files_are_calibrated_on_val_and_the_studies_measured_these_very_files():
+    """training.ship records a val temperature in each file; the prior-correction and temperature studies the README
+    and the card quote must be of the same bytes (their sha256), the first on the calibrated probabilities."""
+    from fer_explain.checkpoint import read_metadata
+
+    studies = {name: json.loads((REPO / "results" / f"{name}.json").read_text())
+               for name in ("prior_correction", "temperature")}
+    for entry in SHIPPED.values():
+        calibration = read_metadata(REPO / "checkpoints" / entry["file"])["calibration"]
+        assert calibration["split"] == "val" and entry["evaluation"]["temperature"] == calibration["temperature"]
+        (prior,) = [m for m in studies["prior_correction"]["models"] if m["sha256"] == entry["sha256"]]
+        (fit,) = [m for m in studies["temperature"]["models"] if m["sha256"] == entry["sha256"]]
+        assert prior["temperature"] == fit["recorded_temperature"] == calibration["temperature"]
+        assert fit["temperature"] == pytest.approx(calibration["temperature"], abs=1e-3)  # the same fit, refitted

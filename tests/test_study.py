@@ -58,6 +58,9 @@ def test_study_packs_records_without_weights_and_exports_the_val_best_pair(study
 
 
 def test_results_and_ship_from_unpacked_records(study, tmp_path):
+    from fer_explain.checkpoint import read_metadata
+    from fer_explain.data import load_split
+
     records = tmp_path / "results/runs"
     records.mkdir(parents=True)
     with tarfile.open(study / "out/records.tar.gz") as tar:
@@ -128,24 +131,34 @@ def test_results_and_ship_from_unpacked_records(study, tmp_path):
     assert "(bench/cpu_resnet18.json)" in (out / "latency.md").read_text()  # links relative to each file
     assert json.loads((out / "latency.json").read_text())["bench"][0]["file"] == "cpu_resnet18.json"
 
+    val_fingerprint = load_split(study / "data", "val").fingerprint()
     done = run_module("training.ship", "--records", str(records), "--weights", str(study / "out"), "--data",
                       str(study / "test_only"), "--out", str(tmp_path / "checkpoints"), "--results", str(out),
-                      "--max-mb", "100", "--device", "cpu")
+                      "--max-mb", "100", "--device", "cpu", "--calibration-data", str(study / "data"))
     assert done.returncode == 0, done.stderr[-3000:]
     shipped = json.loads((out / "shipped.json").read_text())
     names = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.safetensors"))
     assert names == ["fer-resnet18-baseline.safetensors", "fer-resnet18-bilstm.safetensors"]
+    assert shipped["total_bytes"] == sum((tmp_path / "checkpoints" / n).stat().st_size for n in names)
     for variant in ("full", "baseline"):
         f = shipped["files"][variant]
         assert f["evaluation"]["n"] == 4 and 0 <= f["predictions_changed"] <= 4
         assert f["sha256"] in (tmp_path / "checkpoints/README.md").read_text()
     assert shipped["files"]["full"]["evaluation"]["checkpoint"] == str(tmp_path / "checkpoints" / names[1])
+    for name in names:  # calibrated on val before the evaluation, which then shows the calibrated probabilities
+        calibration = read_metadata(tmp_path / "checkpoints" / name)["calibration"]
+        variant = "baseline" if "baseline" in name else "full"
+        assert calibration["split"] == "val" and calibration["data_fingerprint"] == val_fingerprint
+        assert shipped["files"][variant]["evaluation"]["temperature"] == calibration["temperature"] != 1
     # the quick recipe evaluates without flip TTA
     assert shipped["files"]["full"]["evaluation"]["single_view_accuracy"] is None
     card = (tmp_path / "checkpoints/README.md").read_text()
     assert "Not measured for these files yet" in card  # no prior-correction study yet
     ece = shipped["files"]["full"]["evaluation"]["calibration"]["ece"]
     assert "Calibration on test, one view as the app shows it" in card and f"full ECE {100 * ece:.2f} %" in card
+    t = shipped["files"]["full"]["evaluation"]["temperature"]
+    assert f"temperature fitted on val (`python -m fer_explain calibrate`, run by training.ship): full T = {t:.3g}" \
+        in card
 
     before = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
     done = run_module("training.ship", "--records", str(records), "--weights", str(study / "out"), "--data",

@@ -25,10 +25,15 @@ def calibration_lines(summary: dict) -> list[str]:
             return []
         parts.append(f"{variant} ECE {pct(c['ece'])} % (mean confidence {pct(c['mean_confidence'])} % for "
                      f"{pct(c['accuracy'])} % accuracy)")
+    temperatures = {v: summary["files"][v]["evaluation"].get("temperature", 1.0) for v in ("full", "baseline")}
+    scaled = ("" if set(temperatures.values()) == {1.0} else
+              " Each file records a temperature fitted on val (`python -m fer_explain calibrate`, run by "
+              "training.ship): " + ", ".join(f"{v} T = {t:.3g}" for v, t in temperatures.items())
+              + "; the app, `predict`, `explain` and `evaluate` divide the logits by it, which changes no decision.")
     return ["", f"Calibration on {split}, one view as the app shows it (`python -m fer_explain evaluate`; "
             f"{summary['files']['full']['evaluation']['calibration']['n_bins']} equal-width bins of the predicted "
             f"class's probability): {'; '.join(parts)}. A probability above the accuracy it comes true with is "
-            "overconfident, one below it underconfident; `evaluate --out` draws the reliability diagram."]
+            "overconfident, one below it underconfident; `evaluate --out` draws the reliability diagram." + scaled]
 
 
 def decision_rule_lines(summary: dict, study: dict | None) -> list[str]:
@@ -38,8 +43,9 @@ def decision_rule_lines(summary: dict, study: dict | None) -> list[str]:
     lines = ["", "## Decision rule", "",
              "The files decide as trained, argmax p(y|x): every figure above. `--prior-correction TAU` (`predict`, "
              "`explain`, `evaluate`) and the app's slider decide argmax log p(y|x) − τ·log π_y instead, π being "
-             "the training class frequencies under Data (post-hoc logit adjustment, `fer_explain/decision.py`): the "
-             "rare classes are named more often, at some cost in overall accuracy; the maps of a class do not change."]
+             "the training class frequencies under Data (post-hoc logit adjustment, `fer_explain/decision.py`), p "
+             "the probabilities as the files show them (calibrated, when they record a temperature): the rare "
+             "classes are named more often, at some cost in overall accuracy; the maps of a class do not change."]
     entries = {m.get("sha256"): m for m in (study or {}).get("models", [])}
     if not all(f["sha256"] in entries for f in files.values()):
         paths = " ".join(f"checkpoints/{f['file']}" for f in files.values())

@@ -8,7 +8,9 @@ A model trained on FER+'s imbalanced classes (contempt and disgust are under 0.5
 rarely, which keeps overall accuracy high and mean class accuracy low. Predicting argmax_y log p(y|x) - tau log pi_y
 instead, pi being the model's training class frequencies (stored in its checkpoint), trades one for the other: tau = 0
 is the model as trained. tau is chosen on the val split as the value with the best mean class accuracy; the test split
-is evaluated at tau = 0 and at that tau only. Writes prior_correction.json, .md and .png into --out.
+is evaluated at tau = 0 and at that tau only. The probabilities are the ones the app decides with: divided by the
+checkpoint's calibration temperature (fer_explain.temperature), so a tau chosen here means the same on the slider.
+Writes prior_correction.json, .md and .png into --out.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import numpy as np
 from fer_explain.classes import CLASSES
 from fer_explain.decision import adjusted_scores, training_prior
 from fer_explain.errors import UserError, run_writing_command
+from fer_explain.temperature import checkpoint_temperature, temperature_scaled
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -71,16 +74,19 @@ def study_model(ckpt, prior: np.ndarray, datasets: dict, args, device) -> dict:
     from fer_explain.evaluate import file_sha256, predict_probabilities
 
     model = prepare_for_inference(ckpt.model, device)
-    splits = {split: (predict_probabilities(model, dataset, ckpt.preprocessing, device, args.batch_size, args.flip_tta,
-                                            progress=sys.stderr.isatty()), dataset.labels.cpu().numpy())
+    temperature = checkpoint_temperature(ckpt.metadata, ckpt.path)
+    splits = {split: (temperature_scaled(predict_probabilities(model, dataset, ckpt.preprocessing, device,
+                                                               args.batch_size, args.flip_tta,
+                                                               progress=sys.stderr.isatty()), temperature),
+                      dataset.labels.cpu().numpy())
               for split, dataset in datasets.items()}
     tau, curve = choose_tau(*splits["val"], prior, tau_grid(args.tau_max, args.tau_step))
     at = {split: {"as_trained": figures(labels, adjusted_predictions(p, prior, 0.0)),
                   "balanced": figures(labels, adjusted_predictions(p, prior, tau))}
           for split, (p, labels) in splits.items()}
     return {"name": ckpt.config.display_name, "checkpoint": str(ckpt.path),
-            "sha256": file_sha256(ckpt.path), "prior": dict(zip(CLASSES, prior.tolist())), "tau": tau,
-            "val_curve": curve, **at}
+            "sha256": file_sha256(ckpt.path), "temperature": temperature, "prior": dict(zip(CLASSES, prior.tolist())),
+            "tau": tau, "val_curve": curve, **at}
 
 
 def markdown(result: dict) -> str:
@@ -93,7 +99,9 @@ def markdown(result: dict) -> str:
              "model as trained, the other τ the one with the best val mean class accuracy (grid "
              f"0…{result['tau_max']:g} in steps of {result['tau_step']:g}). The test split was evaluated at these "
              f"two values only; the val figures at the chosen τ are optimistic, since τ was chosen on them (val has "
-             f"{rarest} faces). "
+             f"{rarest} faces). p is calibrated as the app shows it: "
+             + ", ".join(f"{m['name']} T = {m.get('temperature', 1.0):.3g}" for m in result["models"])
+             + " (1: as trained). "
              f"{'Flip TTA. ' if result['flip_tta'] else 'No TTA, as the app and `evaluate` run. '}"
              "Written by `python -m training.prior_correction`.", "",
              "| model | decision | τ | val accuracy | val mean class acc. | test accuracy | test mean class acc. "

@@ -1,12 +1,15 @@
 """Ships the default checkpoint pair: the pair chosen on validation (training.records.select_pair) is copied into
-checkpoints/ from the float16 weights a study exported, re-evaluated here, and checkpoints/README.md is written.
+checkpoints/ from the float16 weights a study exported, calibrated on val, re-evaluated here, and
+checkpoints/README.md is written.
 
     python -m training.ship --records results/runs --weights DIR --data ../shared/data/ferplus --out checkpoints
 
 The weights must be the ones the records evaluated (their `storage.from_sha256` equals the record's checkpoint
 sha256). Each shipped file is evaluated on the split with `fer_explain.evaluate` on this machine, and its
 predictions are compared image by image with the record's (float32 weights, usually on the GPU), so the effect of
-float16 storage is measured, not assumed. The pair must fit in --max-mb (40 MB) together.
+float16 storage is measured, not assumed. Before that, each file's temperature is fitted on the val split and recorded
+in it (`python -m fer_explain calibrate`), so the app and the commands show calibrated probabilities; this changes no
+decision. The pair must fit in --max-mb (40 MB) together.
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True, type=Path, help="folder of exported .fp16.safetensors files")
     p.add_argument("--data", required=True, help="dataset folder holding the eval split")
     p.add_argument("--split", default="test")
+    p.add_argument("--calibration-data", help="dataset folder whose val split the temperature is fitted on "
+                                              "(default: --data)")
     p.add_argument("--out", type=Path, default=Path("checkpoints"))
     p.add_argument("--results", type=Path, default=Path("results"), help="where shipped.json goes")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
@@ -91,9 +96,11 @@ def remove_old_pair(folder: Path) -> None:
 
 
 def main(args: argparse.Namespace) -> dict:
+    from fer_explain.calibrate_cli import calibrate_checkpoint
     from fer_explain.checkpoint import read_metadata
     from fer_explain.data import load_split
     from fer_explain.device import pick_device
+    from fer_explain.evaluate import default_batch_size, load_classifier
     from training.checkpoint_card import card_markdown
 
     records = load_records(args.records)
@@ -103,7 +110,7 @@ def main(args: argparse.Namespace) -> dict:
     if total > args.max_mb * 1e6:
         raise UserError(f"the pair is {total / 1e6:.1f} MB together, over the {args.max_mb:g} MB limit")
     device = pick_device(args.device)
-    dataset = load_split(args.data, args.split)
+    dataset, val = load_split(args.data, args.split), load_split(args.calibration_data or args.data, "val")
     args.out.mkdir(parents=True, exist_ok=True)
     shipped = {}
     # Verified in a staging folder first: a wrong --data or --device must not leave checkpoints/ empty (the app
@@ -113,6 +120,9 @@ def main(args: argparse.Namespace) -> dict:
         for variant, source in sources.items():
             target = Path(staging) / NAMES[variant].format(backbone=pair["backbone"])
             shutil.copyfile(source, target)
+            _, calibration = calibrate_checkpoint(load_classifier(target, device), val, "val", device,
+                                                  default_batch_size(device), progress=sys.stderr.isatty())
+            print(f"{target.name}: calibrated on val, T = {calibration['temperature']:.3g}")
             shipped[variant] = verify(target, pair[variant], dataset, args.data, args.split, device)
             staged.append((variant, target))
             e = shipped[variant]
@@ -128,7 +138,8 @@ def main(args: argparse.Namespace) -> dict:
             final.with_suffix(".json").write_text(json.dumps(read_metadata(final), indent=2) + "\n")
     summary = {"selection": {"recipe": pair["recipe"], "backbone": pair["backbone"], "rule": pair["rule"],
                              "candidates": pair["candidates"], "validation_source": pair["validation_source"]},
-               "split": args.split, "total_bytes": total, "files": shipped}
+               "split": args.split, "total_bytes": sum(e["bytes"] for e in shipped.values()),  # as shipped, calibrated
+               "files": shipped}
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "shipped.json").write_text(json.dumps(summary, indent=2) + "\n")
     study = args.results / "prior_correction.json"  # the decision-rule figures, when measured on these files

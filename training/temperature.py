@@ -8,6 +8,10 @@ Dividing the logits by T > 0 leaves every decision as it is (the argmax does not
 softens (T > 1) the probabilities. T is the value with the lowest negative log-likelihood on the val split; the test
 split is evaluated at T = 1 (the model as trained) and at that T only, with fer_explain.calibration's ECE, NLL and
 Brier score. One view, as the app and `evaluate` run. Writes temperature.json and .md into --out.
+
+The probabilities are the model's as trained, whatever T the file records: the fit is the one `python -m fer_explain
+calibrate` (and training.ship) writes into a checkpoint, and each model's `recorded_temperature` says what its file
+holds, so a file calibrated on the same val split shows the same T.
 """
 from __future__ import annotations
 
@@ -16,11 +20,8 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from fer_explain.errors import UserError, run_writing_command
-
-T_BOUNDS = (0.05, 20.0)
+from fer_explain.temperature import checkpoint_temperature, fit_temperature, temperature_scaled
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -31,25 +32,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", type=Path, default=Path("results"))
     return p
-
-
-def scaled(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(logits / T) from the softmax itself: log p differs from the logits by a per-row constant."""
-    from scipy.special import softmax
-
-    return softmax(np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, None)) / temperature, axis=1)
-
-
-def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The T in T_BOUNDS with the lowest mean negative log-likelihood of the true classes."""
-    from scipy.optimize import minimize_scalar
-
-    rows = np.arange(len(labels))
-
-    def nll(temperature: float) -> float:
-        return float(-np.log(np.clip(scaled(probabilities, temperature)[rows, labels], 1e-12, None)).mean())
-
-    return float(minimize_scalar(nll, bounds=T_BOUNDS, method="bounded", options={"xatol": 1e-4}).x)
 
 
 def study_model(ckpt, datasets: dict, args, device) -> dict:
@@ -63,10 +45,11 @@ def study_model(ckpt, datasets: dict, args, device) -> dict:
               for split, dataset in datasets.items()}
     temperature = fit_temperature(*splits["val"])
     figures = {split: {"as_trained": calibration_metrics(p, labels),
-                       "scaled": calibration_metrics(scaled(p, temperature), labels)}
+                       "scaled": calibration_metrics(temperature_scaled(p, temperature), labels)}
                for split, (p, labels) in splits.items()}
     return {"name": ckpt.config.display_name, "checkpoint": str(ckpt.path), "sha256": file_sha256(ckpt.path),
-            "temperature": temperature, **figures}
+            "temperature": temperature, "recorded_temperature": checkpoint_temperature(ckpt.metadata, ckpt.path),
+            **figures}
 
 
 def markdown(result: dict) -> str:

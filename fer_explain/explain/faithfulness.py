@@ -8,7 +8,9 @@ tokens and put them back in the same order; its area is high for a faithful map.
 (the same curves for a few seeded random permutations, averaged): a map is informative when it beats random.
 
 All curves of all maps and the random orders go through `model.forward_tokens` as batches of masked token
-sequences (one forward pass per `batch_size` sequences), without gradients.
+sequences (one forward pass per `batch_size` sequences), without gradients. The probability is the model's own
+softmax: the checkpoint's calibration temperature (fer_explain.temperature) is a display choice, not the model, and
+leaving it out keeps the scores of a model the same before and after `calibrate`.
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def test_explain_writes_panels_annotated_image_and_json(explained):
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "explanation.json").read_text())
     assert set(report) >= {"faces", "notices", "checkpoint", "target"}
-    assert report["target"] == "happy" and report["prior_correction"] == 0
+    assert report["target"] == "happy" and report["prior_correction"] == 0 and report["temperature"] == 1
     assert report["faces"], report
     for face in report["faces"]:
         assert (out / f"face_{face['face']}.png").is_file()
