@@ -209,8 +209,9 @@ with gr.Blocks(title="fer-explain: emotions and their explanations") as demo:
                 prior_correction = gr.Slider(
                     0, MAX_PRIOR_CORRECTION, value=0, step=0.05, label="Favour rare emotions (prior correction τ)",
                     info="0 = the model as trained. Above 0 the decision favours emotions that were rare in training "
-                         "(contempt, disgust, fear), trading overall accuracy for accuracy on those "
-                         "(results/prior_correction.md). The maps of an emotion stay the same.",
+                         "(contempt, disgust, fear), trading overall accuracy for accuracy on those; on calibrated "
+                         "models 1 treats every emotion as equally likely (results/prior_correction.md). The maps of "
+                         "an emotion stay the same.",
                     elem_id="prior_correction")
                 analyze_button = gr.Button("Analyze", variant="primary")
                 examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.*") if p.suffix in (".png", ".jpg"))
