@@ -5,8 +5,8 @@ records it in the checkpoint, so that the app, `predict`, `explain` and `evaluat
 
 T is fitted to the model as trained (a T the file already records is replaced, not compounded), on one view as the
 app predicts, by the lowest negative log-likelihood of the split's labels. The weights are kept byte for byte; only
-the metadata changes, and with it the file's sha256. The test split is refused: a T chosen on it would make every
-test figure of the probabilities optimistic.
+the metadata changes, and with it the file's sha256. The train and test splits are refused: the model has fitted the
+first, and a T chosen on the second would make every test figure of the probabilities optimistic.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from fer_explain.errors import UserError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint .safetensors or run directory")
     parser.add_argument("--data", required=True, help="dataset folder")
-    parser.add_argument("--split", default="val", help="held-out split to fit T on (default: val; test is refused)")
+    parser.add_argument("--split", default="val", help="held-out split to fit T on (default: val; train and test "
+                                                        "are refused)")
     parser.add_argument("--data-format", default="auto", help="dataset layout (default: auto-detect)")
     parser.add_argument("--out", type=Path, help="write the calibrated checkpoint here (.safetensors) instead of "
                                                  "rewriting --checkpoint in place")
@@ -52,9 +53,10 @@ def calibration_record(ckpt, dataset, split: str, device, batch_size: int, progr
 
 
 def check_calibration_split(split: str) -> None:
-    if split == "test":
-        raise UserError("the temperature is fitted on a held-out split, never on test (the test figures of the "
-                        "probabilities would be optimistic): use --split val")
+    if split in ("train", "test"):  # train: the model has fitted it; test: its figures would become optimistic
+        raise UserError(f"the temperature is fitted on a held-out split, never on {split} (on train the model is "
+                        "overconfident, and on test every test figure of the probabilities would be optimistic): "
+                        "use --split val")
 
 
 def calibrate_checkpoint(ckpt, dataset, split: str, device, batch_size: int, out: Path | None = None,

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from fer_explain.calibration import calibration_metrics
-from test_training import run_module, write_ferplus_npz
 from fer_explain.temperature import fit_temperature, temperature_scaled as scaled
+from test_training import run_module, write_ferplus_npz
 
 
 def calibrated_then_softened(n: int, softening: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +57,7 @@ def test_the_command_fits_on_val_reports_test_at_t_one_as_evaluate_does_and_refu
     assert m["test"]["as_trained"]["ece"] == pytest.approx(record["calibration"]["ece"])
     assert m["test"]["scaled"]["accuracy"] == m["test"]["as_trained"]["accuracy"] == pytest.approx(record["accuracy"])
     assert 0.05 <= m["temperature"] <= 20 and m["val"]["scaled"]["nll"] <= m["val"]["as_trained"]["nll"] + 1e-9
+    assert m["recorded_temperature"] == 1  # the file records none: shown as trained
     assert "| resnet18 Bi-LSTM | 1 |" in (tmp_path / "out/temperature.md").read_text()
     for argv, message in ((["--checkpoints", str(tmp_path / "missing.safetensors")], "missing.safetensors"),
                           (["--checkpoints", str(checkpoint), "--batch-size", "0"], "--batch-size")):
@@ -149,6 +150,7 @@ def test_calibrate_records_the_val_temperature_that_the_predictor_and_evaluate_t
     with pytest.raises(UserError, match="calibration temperature must be a positive number"):
         Predictor(broken, "cpu")
     for argv, message in ((["calibrate", "--checkpoint", str(checkpoint), "--split", "test"], "never on test"),
+                          (["calibrate", "--checkpoint", str(checkpoint), "--split", "train"], "never on train"),
                           (["calibrate", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "c.pt")],
                            ".safetensors"),
                           (["calibrate", "--checkpoint", str(tmp_path / "missing.safetensors")], "not found"),
