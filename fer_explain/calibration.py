@@ -16,6 +16,12 @@ import numpy as np
 N_BINS = 15
 
 
+def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean -log p(true class), each probability clipped at 1e-12 so that one confident mistake stays finite."""
+    rows = np.arange(len(labels))
+    return float(-np.log(np.clip(np.asarray(probabilities, dtype=np.float64)[rows, labels], 1e-12, None)).mean())
+
+
 def calibration_metrics(probabilities: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> dict:
     """probabilities (N, K) rows summing to 1, labels (N,) class indices -> ECE, MCE, NLL, Brier and the bins."""
     p = np.asarray(probabilities, dtype=np.float64)
@@ -39,7 +45,7 @@ def calibration_metrics(probabilities: np.ndarray, labels: np.ndarray, n_bins: i
     return {
         "ece": float(sum(c * g for c, g in gaps) / n),
         "mce": float(max(g for _, g in gaps)),
-        "nll": float(-np.log(np.clip(p[np.arange(n), y], 1e-12, None)).mean()),
+        "nll": negative_log_likelihood(p, y),
         "brier": float(((p - one_hot) ** 2).sum(1).mean()),
         "mean_confidence": float(confidence.mean()),
         "accuracy": float(correct.mean()),

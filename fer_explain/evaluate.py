@@ -137,7 +137,7 @@ def evaluation_record(ckpt, dataset, device, batch_size: int, flip_tta: bool, da
 
     # calibrated after the mean of the views: a monotone map of each row, so the as-trained decision never moves
     mean_view = temperature_scaled(views.mean(0), temperature)
-    first_view = temperature_scaled(views[0], temperature)
+    first_view = temperature_scaled(views[0], temperature) if flip_tta else mean_view  # one view: the same array
 
     def decide(probabilities):  # the same rule for the TTA mean and for the single view below
         return (adjusted_scores(probabilities, prior, tau) if tau else probabilities).argmax(1)

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from fer_explain.calibration import negative_log_likelihood
 from fer_explain.errors import UserError
 
 T_BOUNDS = (0.05, 20.0)
@@ -27,11 +28,6 @@ def temperature_scaled(probabilities, temperature: float) -> np.ndarray:
     z = np.log(np.clip(p.astype(np.float64), 1e-12, None)) / temperature
     z = np.exp(z - z.max(-1, keepdims=True))
     return (z / z.sum(-1, keepdims=True)).astype(np.float32)
-
-
-def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    rows = np.arange(len(labels))
-    return float(-np.log(np.clip(np.asarray(probabilities, dtype=np.float64)[rows, labels], 1e-12, None)).mean())
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
