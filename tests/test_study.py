@@ -40,6 +40,8 @@ def study(tmp_path_factory) -> Path:
 
 
 def test_study_packs_records_without_weights_and_exports_the_val_best_pair(study):
+    from fer_explain.checkpoint import read_metadata
+
     with tarfile.open(study / "out/records.tar.gz") as tar:
         names = tar.getnames()
     assert "quick/resnet18/baseline/seed1/eval_test.json" in names and "quick/resnet18/full/seed0/model.json" in names
@@ -47,6 +49,10 @@ def test_study_packs_records_without_weights_and_exports_the_val_best_pair(study
     assert not any(n.endswith(".safetensors") for n in names)
     exported = sorted(p.name for p in (study / "out").glob("*.fp16.safetensors"))
     assert [n.split("-")[2] for n in exported] == ["baseline", "full"]  # no ablation variant is a shipping candidate
+    # each run ends calibrated on val; its float16 copy does not carry the float32 weights' temperature
+    run_meta = json.loads((study / "runs/quick/resnet18/full/seed0/model.json").read_text())
+    assert run_meta["calibration"]["split"] == "val"
+    assert not any("calibration" in read_metadata(study / "out" / n) for n in exported)
     record = json.loads((study / "runs/quick/resnet18/full/seed0/eval_test.json").read_text())
     assert record["split"] == "test" and len(record["predictions"]) == record["n"] == 4
     run = study / "runs/quick/resnet18/baseline/seed1"

@@ -165,6 +165,23 @@ def test_the_checkpoint_reloads_to_the_best_epochs_predictions(two_epochs, data_
     assert (probs.argmax(1) == val.labels.numpy()).mean() == stored["accuracy"]
 
 
+def test_the_run_ends_calibrated_on_val_as_the_calibrate_command_would_calibrate_it(two_epochs, data_dir, tmp_path):
+    from fer_explain.predictor import Predictor
+
+    run = two_epochs.run_dir
+    meta = json.loads((run / "model.json").read_text())
+    calibration = meta["calibration"]
+    assert calibration["split"] == "val" and calibration["images"] == 4
+    assert calibration["data_fingerprint"] == meta["data"]["val"]["fingerprint"]
+    assert meta["training"]["finalized"] is True  # the summary survived the rewrite
+    assert Predictor(run, device="cpu").temperature == calibration["temperature"] != 1.0
+    copy = tmp_path / "recalibrated.safetensors"
+    done = run_module("fer_explain", "calibrate", "--checkpoint", str(run), "--data", str(data_dir), "--out",
+                      str(copy), "--device", "cpu")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert copy.read_bytes() == (run / "model.safetensors").read_bytes()
+
+
 def test_a_resumed_run_continues_exactly_like_an_uninterrupted_one(two_epochs, data_dir, tmp_path):
     out = tmp_path / "run"
     first = train.main(train_args(data_dir, out, "--epochs", "1"))
@@ -230,7 +247,14 @@ def test_train_command_line(data_dir, tmp_path):
                       "resnet18", "--limit-train", "4", "--batch-size", "4", "--data", str(data_dir), "--epochs", "1",
                       "--device", "cpu")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert (tmp_path / "cli_run/model.safetensors").is_file()
+    assert "calibrated on val (4 images): T = " in done.stderr
+    assert "calibration" in json.loads((tmp_path / "cli_run/model.json").read_text())
+    done = run_module("training.train", "--config", str(QUICK), "--out", str(tmp_path / "as_trained"), "--backbone",
+                      "resnet18", "--limit-train", "4", "--batch-size", "4", "--data", str(data_dir), "--epochs", "1",
+                      "--device", "cpu", "--no-calibrate")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "calibrat" not in done.stderr
+    assert "calibration" not in json.loads((tmp_path / "as_trained/model.json").read_text())
 
 
 def test_time_limit_stops_after_the_last_epoch_that_fits_and_stays_resumable(data_dir, tmp_path):

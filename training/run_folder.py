@@ -113,8 +113,11 @@ def _finalized(run_dir: Path, state: dict) -> bool:
         and (run_dir / "curves.png").is_file()
 
 
-def finalize(run_dir: Path, state: dict, dist_):
-    """Rewrite the best checkpoint with the whole run's summary and draw the curves; the run's result."""
+def finalize(run_dir: Path, state: dict, dist_, calibration_split=None):
+    """Rewrite the best checkpoint with the whole run's summary and draw the curves; the run's result.
+
+    With `calibration_split` (the val FaceDataset) the checkpoint also records a temperature fitted on it, exactly as
+    `python -m fer_explain calibrate` would, so that the app shows the run's probabilities calibrated."""
     from training.train import TrainingResult
 
     log = read_log(run_dir, state["epoch"])
@@ -126,6 +129,21 @@ def finalize(run_dir: Path, state: dict, dist_):
         extra["training"]["finalized"] = True
         plot_curves(run_dir / LOG, run_dir / "curves.png", best_epoch=state["best_epoch"])
         save_checkpoint(run_dir / MODEL, best.model, best.preprocessing, extra)
+        if calibration_split is not None:
+            _calibrate(run_dir / MODEL, calibration_split, dist_.device, state["settings"]["recipe"]["eval_batch_size"])
     if dist_.world > 1:
         torch.distributed.barrier()
     return TrainingResult(run_dir, state["best_epoch"], state["best_validation"], state["early_stopped"], log)
+
+
+def _calibrate(path: Path, val, device, batch_size: int) -> None:
+    import sys
+
+    from fer_explain.calibrate_cli import calibrate_checkpoint
+    from fer_explain.checkpoint import load_checkpoint
+
+    # a fresh copy: preparing a model for inference folds its BatchNorm in place
+    _, c = calibrate_checkpoint(load_checkpoint(path, device), val, "val", device, batch_size,
+                                progress=sys.stderr.isatty())
+    print(f"calibrated on val ({c['images']} images): T = {c['temperature']:.3g}, ECE "
+          f"{100 * c['as_trained']['ece']:.2f} -> {100 * c['calibrated']['ece']:.2f} %", file=sys.stderr)

@@ -79,8 +79,9 @@ def export_weights(records: list[Record], out_dir: Path, max_mib: float) -> list
                 continue
             record = val_best(variants[variant].values(), source)
             ckpt = load_checkpoint(record.path)
+            # not its temperature: T was fitted to the float32 weights; training.ship refits it on the copy it ships
             extra = {k: v for k, v in ckpt.metadata.items() if k not in ("format", "model_config", "classes",
-                                                                          "preprocessing")}
+                                                                          "preprocessing", "calibration")}
             extra["storage"] = {"dtype": "float16", "from": str(ckpt.path), "from_sha256": file_sha256(ckpt.path),
                                 "run": record.name}
             path = out_dir / f"{record.recipe}-{record.backbone}-{variant}-seed{record.seed}.fp16.safetensors"

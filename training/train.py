@@ -51,6 +51,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the training model")
     p.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="stop after the last epoch that fits in this many seconds (the run stays resumable)")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="keep the probabilities as trained (by default the best checkpoint records a temperature "
+                        "fitted on val, as `python -m fer_explain calibrate` does)")
     p.add_argument("--feature-cache", default="runs/feature_cache", metavar="DIR",
                    help="where a freeze_backbone recipe keeps the backbone's features (training/frozen_backbone.py)")
     return p
@@ -263,7 +266,7 @@ def main(args: argparse.Namespace) -> TrainingResult:
                 print(f"time limit: stopping after epoch {epoch + 1} of {recipe['epochs']} ({args.time_limit:.0f} s); "
                       "rerun the same command without the limit to continue", file=sys.stderr)
             break
-    return run_folder.finalize(run_dir, state, dist_)
+    return run_folder.finalize(run_dir, state, dist_, calibration_split=None if args.no_calibrate else val_set)
 
 
 def cli(argv: list[str] | None = None) -> int:
