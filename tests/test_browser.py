@@ -18,9 +18,7 @@ import pytest
 from PIL import Image
 
 from app_helpers import ASTRONAUT, TWO_FACES, free_port, import_app, make_checkpoints
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu"]
+from benchmarks.app_latency import CHROMIUM, CHROMIUM_ARGS  # the one Chromium the benchmark drives too
 pytestmark = pytest.mark.browser
 
 
