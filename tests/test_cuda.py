@@ -36,6 +36,7 @@ def test_paper_recipe_trains_on_cuda_in_bf16_and_resumes(data_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     meta = json.loads((out / "model.json").read_text())
     assert meta["training"]["device"].startswith("cuda") and meta["training"]["recipe"]["amp"] == "bf16"
+    assert meta["calibration"]["split"] == "val" and meta["calibration"]["images"] == 16  # fitted on the GPU's val
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(np.isfinite(r["train_loss"]) for r in rows)
     done = _run(*argv[:-1], "3")  # one more epoch: resumes from the saved optimizer state on the GPU
