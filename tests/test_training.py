@@ -255,6 +255,9 @@ def test_train_command_line(data_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "calibrat" not in done.stderr
     assert "calibration" not in json.loads((tmp_path / "as_trained/model.json").read_text())
+    done = run_module(*done.args[2:-1])  # the same run without --no-calibrate: finished, so it says how to calibrate
+    assert done.returncode == 0 and "already finished" in done.stderr, done.stderr[-2000:]
+    assert f"python -m fer_explain calibrate --checkpoint {tmp_path / 'as_trained'} --data {data_dir}" in done.stderr
 
 
 def test_time_limit_stops_after_the_last_epoch_that_fits_and_stays_resumable(data_dir, tmp_path):

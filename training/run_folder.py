@@ -2,6 +2,7 @@
 
     log.jsonl            one JSON line per finished epoch
     model.safetensors    the best epoch's weights (+ model.json), rewritten with the final summary at the end
+                         and a temperature fitted on val (fer_explain.calibrate_cli)
     resume.safetensors   the last finished epoch's full state (training.resume), + resume.json to read
     curves.png           loss and accuracy per epoch
 
@@ -111,6 +112,13 @@ def _finalized(run_dir: Path, state: dict) -> bool:
         return False
     return bool(training.get("finalized")) and training.get("epochs_run") == state["epoch"] \
         and (run_dir / "curves.png").is_file()
+
+
+def is_calibrated(run_dir: Path) -> bool:
+    try:
+        return "calibration" in json.loads((run_dir / "model.json").read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def finalize(run_dir: Path, state: dict, dist_, calibration_split=None):

@@ -6,7 +6,8 @@
 The whole uint8 train/val split lives on the device; each epoch draws a seeded permutation and augments batches
 there (fer_explain.transforms.train_transform), so no DataLoader workers are needed. Every random draw of epoch e
 comes from generators seeded with (seed, e, rank), so a resumed run continues exactly as an uninterrupted one would.
-Writes RUN_DIR/model.safetensors + model.json (best epoch), log.jsonl, curves.png and resume.safetensors/.json.
+Writes RUN_DIR/model.safetensors + model.json (best epoch, its probabilities calibrated on val unless
+--no-calibrate), log.jsonl, curves.png and resume.safetensors/.json.
 """
 from __future__ import annotations
 
@@ -179,6 +180,10 @@ def main(args: argparse.Namespace) -> TrainingResult:
         if dist_.is_main:
             print(f"{run_dir}: already finished (epoch {saved['epoch']}, best epoch {saved['best_epoch']})",
                   file=sys.stderr)
+            # finished with --no-calibrate, by an older version, or stopped between its last epoch and the end
+            if not args.no_calibrate and not run_folder.is_calibrated(run_dir):
+                print(f"note: its probabilities are as trained; `python -m fer_explain calibrate --checkpoint "
+                      f"{run_dir} --data {args.data}` fits their temperature on val", file=sys.stderr)
         return run_folder.finalize(run_dir, saved, dist_)
     data, val_set, preprocessing, data_info = load_data(args, recipe, dist_)
     torch.manual_seed(args.seed)  # the same initial weights on every rank and every rerun
