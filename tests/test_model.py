@@ -133,6 +133,41 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "classes.safetensors")
 
 
+@pytest.mark.parametrize("problem, message", [
+    ("pickle", "checkpoints are .safetensors files"), ("hub_spec", "hf://owner/repo/path/to/file.safetensors"),
+    ("foreign", "not a fer-explain checkpoint"), ("bad_json", "not valid JSON"),
+    ("no_config", "model config or preprocessing is invalid"), ("unknown_backbone", "cannot build the model")])
+def test_a_file_that_is_not_a_usable_checkpoint_is_a_user_error_naming_why(problem, message, tmp_path):
+    """What a user may point --checkpoint at by mistake: each is one UserError (the CLIs print it as one line and
+    exit 2, the app shows it), never a stack trace."""
+    import json
+    import re
+
+    from safetensors.torch import load_file, save_file
+
+    model = build_model(ModelConfig(backbone="resnet18", variant="baseline"))
+    good = save_checkpoint(tmp_path / "good.safetensors", model, Preprocessing())
+    weights, meta = load_file(str(good)), json.loads(good.with_suffix(".json").read_text())
+    spec = tmp_path / f"{problem}.safetensors"
+    if problem == "pickle":
+        spec = tmp_path / "model.pt"
+        torch.save(model.state_dict(), spec)
+    elif problem == "hub_spec":
+        spec = "hf://owner/model.safetensors"
+    elif problem == "foreign":  # e.g. a backbone's ImageNet weights
+        save_file(weights, str(spec))
+    elif problem == "bad_json":
+        save_file(weights, str(spec), metadata={"fer_explain": "{not json"})
+    elif problem == "no_config":
+        save_file(weights, str(spec), metadata={"fer_explain": json.dumps({k: v for k, v in meta.items()
+                                                                            if k != "model_config"})})
+    else:  # written by a later version that knows another backbone
+        meta["model_config"]["backbone"] = "resnet1000"
+        save_file(weights, str(spec), metadata={"fer_explain": json.dumps(meta)})
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_checkpoint(spec)
+
+
 def test_backbone_weights_from_file(tmp_path):
     """A torchvision-layout state dict (safetensors or .pth) initialises the backbone; a foreign one is refused."""
     from safetensors.torch import save_file

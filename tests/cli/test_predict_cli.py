@@ -110,8 +110,13 @@ def test_predict_only_bad_files_exits_non_zero(checkpoint, inputs):
 
 
 def test_predict_bad_arguments_are_one_line_errors(checkpoint, inputs, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
     (tmp_path / "empty_folder").mkdir()
+    save_file({"weight": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"))  # not a fer-explain checkpoint
     for args in (["predict", inputs / "no_face.png", "--checkpoint", tmp_path / "missing.safetensors"],
+                 ["predict", inputs / "no_face.png", "--checkpoint", tmp_path / "foreign.safetensors"],
                  ["predict", tmp_path / "empty_folder", "--checkpoint", checkpoint],
                  ["predict", inputs / "no_face.png", "--checkpoint", checkpoint, "--every-n", "0"],
                  ["predict", inputs / "no_face.png", "--checkpoint", checkpoint, "--out", tmp_path]):  # a folder
