@@ -247,6 +247,7 @@ def test_train_command_line(data_dir, tmp_path):
                       "resnet18", "--limit-train", "4", "--batch-size", "4", "--data", str(data_dir), "--epochs", "1",
                       "--device", "cpu")
     assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "cli_run/model.safetensors").is_file()
     assert "calibrated on val (4 images): T = " in done.stderr
     assert "calibration" in json.loads((tmp_path / "cli_run/model.json").read_text())
     done = run_module("training.train", "--config", str(QUICK), "--out", str(tmp_path / "as_trained"), "--backbone",
