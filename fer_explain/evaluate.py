@@ -179,7 +179,7 @@ def run(args) -> int:
     tau = check_prior_correction(args.prior_correction)
     ckpt, dataset = _load(args, device)
     record = evaluation_record(ckpt, dataset, device, batch_size, args.flip_tta, args.data, args.split,
-                               prior_correction=tau)
+                               progress=sys.stderr.isatty(), prior_correction=tau)  # no bar in a log file
     metrics, seconds = record, record["seconds"]
     calibrated = f", calibrated with T = {record['temperature']:.3g}" if record["temperature"] != 1 else ""
     print(f"{ckpt.path.name} on {dataset.source} split {args.split!r}: {len(dataset)} images in {seconds:.1f} s "

@@ -51,6 +51,7 @@ def test_evaluate_writes_metrics_json_and_confusion_png(files):
                  "--out", out, "--batch-size", 4, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+    assert "img/s]" not in result.stderr  # stderr is not a terminal here: no progress bar in the caller's log
     assert "note:" in result.stdout and "contempt" in result.stdout  # absent classes are announced
 
     record = json.loads((root / "m.json").read_text())
