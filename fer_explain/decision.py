@@ -58,11 +58,11 @@ def adjusted_scores(probabilities: np.ndarray, prior: np.ndarray, tau: float) ->
 
 def adjust_probabilities(probabilities: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarray:
     """softmax(log p - tau log pi), float32: the probabilities whose argmax is the adjusted decision."""
+    from scipy.special import softmax
+
     if tau == 0:
         return np.asarray(probabilities, dtype=np.float32)
-    scores = adjusted_scores(probabilities, prior, tau)
-    weights = np.exp(scores - scores.max(-1, keepdims=True))
-    return (weights / weights.sum(-1, keepdims=True)).astype(np.float32)
+    return softmax(adjusted_scores(probabilities, prior, tau), axis=-1).astype(np.float32)
 
 
 def add_prior_correction_argument(parser) -> None:

@@ -22,12 +22,12 @@ T_BOUNDS = (0.05, 20.0)
 def temperature_scaled(probabilities, temperature: float) -> np.ndarray:
     """softmax(logits / T) over the last axis, float32, from the softmax itself: log p differs from the logits by a
     per-row constant, so this also applies to the mean of flip-TTA views (as log of that mean)."""
+    from scipy.special import softmax
+
     p = np.asarray(probabilities, dtype=np.float32)
     if temperature == 1.0:
         return p
-    z = np.log(np.clip(p.astype(np.float64), 1e-12, None)) / temperature
-    z = np.exp(z - z.max(-1, keepdims=True))
-    return (z / z.sum(-1, keepdims=True)).astype(np.float32)
+    return softmax(np.log(np.clip(p.astype(np.float64), 1e-12, None)) / temperature, axis=-1).astype(np.float32)
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
